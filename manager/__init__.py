@@ -1,0 +1,1 @@
+"""Manager: Raft store, control API, leader loops (orchestrator, allocator, dispatcher), CA."""

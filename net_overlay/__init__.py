@@ -1,0 +1,1 @@
+"""Overlay networking (IPAM, VXLAN, DNS, nftables VIPs). Not built yet."""

@@ -1,0 +1,1 @@
+"""Worker agent: manager session, task controllers, runtimes (process, sim)."""
