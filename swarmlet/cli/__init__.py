@@ -1,0 +1,1 @@
+"""The `swarm` command line (typer): one module per command group."""
