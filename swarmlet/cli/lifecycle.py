@@ -1,10 +1,173 @@
-"""swarm init / join / leave: start and stop the local node daemon (owned by the integrator)."""
+"""swarm init / join / leave: create or forget this node's identity and run its daemon.
+
+The daemon runs in the background by default (pid and log file in the data dir);
+`--foreground` replaces this process with it, for systemd and containers.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import typer
+
+from swarmlet import bootstrap, nodeconfig, paths
+from swarmlet.client import ControlClient
+from swarmlet.errors import NoDaemon, SwarmletError
+
+RUNTIMES = ("process", "sim")
+
+
+def _check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise SwarmletError(f"runtime: must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    return runtime
+
+
+def _daemon_argv(data_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "swarmlet.daemon", "--data-dir", str(data_dir)]
+
+
+def _last_log_lines(data_dir: Path, n: int = 3) -> str:
+    try:
+        lines = paths.log_file(data_dir).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
+
+
+def start_daemon(data_dir: Path, timeout: float = 30.0) -> int:
+    """Start the node daemon in the background and wait until its socket answers."""
+    logf = open(paths.log_file(data_dir), "ab")  # noqa: SIM115 (handed to the child)
+    proc = subprocess.Popen(
+        _daemon_argv(data_dir), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+        start_new_session=True, close_fds=True,
+    )
+    logf.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SwarmletError(
+                f"the node daemon exited at start (code {proc.returncode}): "
+                f"{_last_log_lines(data_dir)}"
+            )
+        try:
+            with ControlClient(data_dir, timeout=2) as c:
+                c.info()
+            return proc.pid
+        except NoDaemon:
+            time.sleep(0.1)
+    proc.terminate()
+    raise SwarmletError(f"the node daemon did not come up within {timeout:.0f}s; see "
+                        f"{paths.log_file(data_dir)}")
+
+
+def _wait_token(data_dir: Path, timeout: float = 30.0) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with ControlClient(data_dir, timeout=5) as c:
+                resp = c.join_token("worker")
+            if resp.token:
+                return resp.token, resp.manager_addr
+        except SwarmletError as e:
+            last = e
+        time.sleep(0.1)
+    raise SwarmletError(f"the cluster did not become ready within {timeout:.0f}s: {last}")
+
+
+def _run(data_dir: Path, foreground: bool) -> int | None:
+    if foreground:
+        os.execv(sys.executable, _daemon_argv(data_dir))
+    return start_daemon(data_dir)
 
 
 def register(app: typer.Typer) -> None:
-    """Add init/join/leave to the top-level app. Filled in by the daemon work."""
-    return None
+    """Add init / join / leave to the top-level app."""
+
+    @app.command("init")
+    def init(
+        advertise_addr: str = typer.Option(None, help="Address other nodes use to reach this "
+                                           "one (IP or IP:PORT)."),
+        listen_addr: str = typer.Option("0.0.0.0:2377", help="Manager listen address "
+                                        "(IP:PORT); PORT+1 serves joins, PORT+2 Raft."),
+        data_dir: str = typer.Option(None, "--data-dir", envvar="SWARMLET_DATA_DIR",
+                                     help="Node state directory."),
+        hostname: str = typer.Option(None, help="Node name (default: this machine's)."),
+        runtime: str = typer.Option("process", help="Task runtime: process or sim."),
+        foreground: bool = typer.Option(False, help="Run the daemon in this process."),
+    ) -> None:
+        """Create a new swarm with this node as its first manager."""
+        d = paths.data_dir(data_dir)
+        cfg = bootstrap.init_cluster(d, listen_addr, advertise_addr,
+                                     hostname or socket.gethostname(), _check_runtime(runtime))
+        if foreground:
+            _run(d, True)
+        try:
+            start_daemon(d)
+            token, addr = _wait_token(d)
+        except SwarmletError:
+            nodeconfig.erase(d)
+            raise
+        typer.echo(f"Swarm initialized: current node ({cfg.node_id}) is now a manager.\n")
+        typer.echo("To add a worker to this swarm, run the following command:\n")
+        typer.echo(f"    swarm join --token {token} {addr or cfg.advertise_addr}\n")
+        typer.echo("To add a manager to this swarm, run 'swarm join-token manager' and follow "
+                   "the instructions.")
+
+    @app.command("join")
+    def join(
+        remote: str = typer.Argument(..., metavar="ADDR", help="A manager's IP:PORT."),
+        token: str = typer.Option(..., help="Join token (swarm join-token worker)."),
+        advertise_addr: str = typer.Option(None, help="This node's address (IP)."),
+        data_dir: str = typer.Option(None, "--data-dir", envvar="SWARMLET_DATA_DIR",
+                                     help="Node state directory."),
+        hostname: str = typer.Option(None, help="Node name (default: this machine's)."),
+        runtime: str = typer.Option("process", help="Task runtime: process or sim."),
+        foreground: bool = typer.Option(False, help="Run the daemon in this process."),
+    ) -> None:
+        """Join an existing swarm as a worker."""
+        d = paths.data_dir(data_dir)
+        bootstrap.join_cluster(d, token, remote, advertise_addr,
+                               hostname or socket.gethostname(), _check_runtime(runtime))
+        if foreground:
+            _run(d, True)
+        try:
+            start_daemon(d)
+        except SwarmletError:
+            nodeconfig.erase(d)
+            raise
+        typer.echo("This node joined a swarm as a worker.")
+
+    @app.command("leave")
+    def leave(
+        force: bool = typer.Option(False, "--force", "-f",
+                                   help="Leave even if this is the last manager."),
+        data_dir: str = typer.Option(None, "--data-dir", envvar="SWARMLET_DATA_DIR",
+                                     help="Node state directory."),
+    ) -> None:
+        """Stop this node's tasks, leave the swarm and stop its daemon."""
+        d = paths.data_dir(data_dir)
+        pid_path = paths.pid_file(d)
+        pid = int(pid_path.read_text()) if pid_path.exists() else None
+        with ControlClient(d) as c:
+            c.leave(force)
+        deadline = time.monotonic() + 60
+        while pid and time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        typer.echo("Node left the swarm.")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,236 @@
+"""Control API (manager side): validate, commit through Raft, answer from the store.
+
+Writes return after they commit. Every error leaves as a gRPC status whose details are
+one line naming the field or object (converted from swarmlet/manager errors here, at
+the edge, and nowhere else).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from manager.errors import ManagerError, NotLeader, ProposalTimeout, Rejected
+from manager.lookup import resolve_node, resolve_service
+from manager.proposer import Proposer
+from manager.store import Store, is_live
+from swarmlet.api import swarmlet_pb2 as pb
+from swarmlet.api import swarmlet_pb2_grpc as pbg
+from swarmlet.errors import Conflict, NotFound, SpecError, SwarmletError
+from swarmlet.pki import new_id, new_token
+from swarmlet.specs import validate_service_spec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (SpecError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Conflict, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotLeader, grpc.StatusCode.UNAVAILABLE),
+    (ProposalTimeout, grpc.StatusCode.UNAVAILABLE),
+    (Rejected, grpc.StatusCode.ABORTED),
+]
+
+
+def grpc_errors(fn: F) -> F:
+    """Turn swarmlet errors into a gRPC status with a one-line message."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except SwarmletError as e:
+            code = next((c for t, c in _CODES if isinstance(e, t)), grpc.StatusCode.INTERNAL)
+            context.abort(code, str(e))
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ControlService(pbg.ControlServicer):
+    def __init__(
+        self,
+        store: Store,
+        proposer: Proposer,
+        leader_node_id: Callable[[], str | None],
+        on_node_removed: Callable[[str], None],
+    ) -> None:
+        self._store = store
+        self._proposer = proposer
+        self._leader_node_id = leader_node_id
+        self._on_node_removed = on_node_removed
+
+    def _commit(self, cmd: pb.Command, conflict: str | None = None) -> None:
+        result = self._proposer.propose([cmd])[0]
+        if not result.ok:
+            if conflict and "already exists" in result.error:
+                raise Conflict(conflict)
+            raise Conflict(result.error)
+
+    # ------------------------------------------------------------------ services
+
+    @grpc_errors
+    def CreateService(self, request: pb.CreateServiceRequest, context: Any) -> Any:  # noqa: N802
+        spec = validate_service_spec(request.spec)
+        name = spec.annotations.name
+        if self._store.service_by_name(name) is not None:
+            raise Conflict(f"service {name} already exists")
+        svc = pb.Service(id=new_id(), spec=spec)
+        self._commit(pb.Command(create_service=svc), f"service {name} already exists")
+        return pb.ServiceResponse(service=self._store.services[svc.id])
+
+    @grpc_errors
+    def UpdateService(self, request: pb.UpdateServiceRequest, context: Any) -> Any:  # noqa: N802
+        old = resolve_service(self._store, request.id)
+        spec = validate_service_spec(request.spec)
+        new = pb.Service()
+        new.CopyFrom(old)
+        new.spec.CopyFrom(spec)
+        self._commit(pb.Command(update_service=new, expected_version=request.version))
+        return pb.ServiceResponse(service=self._store.services[old.id])
+
+    @grpc_errors
+    def ScaleService(self, request: pb.ScaleRequest, context: Any) -> Any:  # noqa: N802
+        for _ in range(5):
+            old = resolve_service(self._store, request.id)
+            if old.spec.mode.WhichOneof("mode") == "global":
+                raise SpecError(
+                    "replicas",
+                    f"service {old.spec.annotations.name} is global; only replicated "
+                    "services can be scaled",
+                )
+            new = pb.Service()
+            new.CopyFrom(old)
+            new.spec.mode.replicated.replicas = request.replicas
+            cmd = pb.Command(update_service=new, expected_version=old.meta.version)
+            result = self._proposer.propose([cmd])[0]
+            if result.ok:
+                return pb.ServiceResponse(service=self._store.services[old.id])
+            if "changed since" not in result.error:
+                raise Conflict(result.error)
+        raise Conflict("service keeps changing; try again")
+
+    @grpc_errors
+    def GetService(self, request: pb.IdRequest, context: Any) -> Any:  # noqa: N802
+        return pb.ServiceResponse(service=resolve_service(self._store, request.id))
+
+    @grpc_errors
+    def ListServices(self, request: pb.Empty, context: Any) -> Any:  # noqa: N802
+        resp = pb.ListServicesResponse()
+        eligible = sum(1 for n in self._store.all_nodes() if n.spec.availability != pb.DRAIN)
+        for svc in sorted(self._store.all_services(), key=lambda s: s.spec.annotations.name):
+            resp.services.append(svc)
+            tasks = self._store.tasks_of_service(svc.id)
+            resp.running[svc.id] = sum(
+                1 for t in tasks if t.status.state == pb.RUNNING and t.desired_state <= pb.RUNNING
+            )
+            if svc.spec.mode.WhichOneof("mode") == "global":
+                resp.desired[svc.id] = max(eligible, sum(1 for t in tasks if is_live(t)))
+            else:
+                resp.desired[svc.id] = svc.spec.mode.replicated.replicas
+        return resp
+
+    @grpc_errors
+    def RemoveService(self, request: pb.IdRequest, context: Any) -> Any:  # noqa: N802
+        svc = resolve_service(self._store, request.id)
+        self._commit(pb.Command(remove_service=svc.id))
+        return pb.Empty()
+
+    @grpc_errors
+    def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> Any:  # noqa: N802
+        if request.service:
+            tasks = self._store.tasks_of_service(resolve_service(self._store, request.service).id)
+        elif request.node:
+            tasks = self._store.tasks_on_node(resolve_node(self._store, request.node).id)
+        else:
+            tasks = self._store.all_tasks()
+        if request.service and request.node:
+            nid = resolve_node(self._store, request.node).id
+            tasks = [t for t in tasks if t.node_id == nid]
+        tasks.sort(key=lambda t: (t.service_name, t.slot, t.node_id, -t.meta.created_at, t.id))
+        resp = pb.ListTasksResponse(tasks=tasks)
+        for n in self._store.all_nodes():
+            resp.node_names[n.id] = n.description.hostname
+        return resp
+
+    # ------------------------------------------------------------------ nodes
+
+    def _with_leader(self, node: pb.Node) -> pb.Node:
+        if node.role != pb.MANAGER:
+            return node
+        out = pb.Node()
+        out.CopyFrom(node)
+        out.manager_status.leader = node.id == self._leader_node_id()
+        out.manager_status.reachability = "reachable"
+        return out
+
+    @grpc_errors
+    def GetNode(self, request: pb.IdRequest, context: Any) -> Any:  # noqa: N802
+        return pb.NodeResponse(node=self._with_leader(resolve_node(self._store, request.id)))
+
+    @grpc_errors
+    def ListNodes(self, request: pb.Empty, context: Any) -> Any:  # noqa: N802
+        nodes = sorted(self._store.all_nodes(), key=lambda n: (n.description.hostname, n.id))
+        return pb.ListNodesResponse(nodes=[self._with_leader(n) for n in nodes])
+
+    @grpc_errors
+    def UpdateNode(self, request: pb.UpdateNodeRequest, context: Any) -> Any:  # noqa: N802
+        for _ in range(5):
+            old = resolve_node(self._store, request.id)
+            new = pb.Node()
+            new.CopyFrom(old)
+            if request.set_availability:
+                new.spec.availability = request.availability
+            for k, v in request.label_add.items():
+                new.spec.annotations.labels[k] = v
+            for k in request.label_rm:
+                if k not in new.spec.annotations.labels:
+                    raise SpecError("label-rm", f"node {old.description.hostname} has no label {k}")
+                del new.spec.annotations.labels[k]
+            expected = request.version or old.meta.version
+            result = self._proposer.propose([pb.Command(update_node=new, expected_version=expected)])
+            if result[0].ok:
+                return pb.NodeResponse(node=self._with_leader(self._store.nodes[old.id]))
+            if request.version or "changed since" not in result[0].error:
+                raise Conflict(result[0].error)
+        raise Conflict("node keeps changing; try again")
+
+    @grpc_errors
+    def RemoveNode(self, request: pb.RemoveNodeRequest, context: Any) -> Any:  # noqa: N802
+        node = resolve_node(self._store, request.id)
+        name = node.description.hostname or node.id
+        if node.id == self._leader_node_id():
+            raise Conflict(f"node {name} is the leader; it cannot remove itself")
+        if node.role == pb.MANAGER and not request.force:
+            raise Conflict(f"node {name} is a manager; demote it first or use --force")
+        if node.status.state == pb.READY and not request.force:
+            raise Conflict(f"node {name} is not down and can't be removed; use --force")
+        self._commit(pb.Command(remove_node=node.id))
+        self._on_node_removed(node.id)
+        return pb.Empty()
+
+    # ------------------------------------------------------------------ cluster
+
+    @grpc_errors
+    def JoinToken(self, request: pb.JoinTokenRequest, context: Any) -> Any:  # noqa: N802
+        if request.role not in ("worker", "manager"):
+            raise SpecError("role", f"must be worker or manager, not {request.role!r}")
+        cluster = self._store.cluster
+        if cluster is None:
+            raise ManagerError("cluster is not initialised yet")
+        if request.rotate:
+            new = pb.Cluster()
+            new.CopyFrom(cluster)
+            token = new_token(cluster.ca_cert_pem.encode())
+            setattr(new.join_tokens, request.role, token)
+            self._commit(pb.Command(put_cluster=new, expected_version=cluster.meta.version))
+            cluster = self._store.cluster
+            assert cluster is not None
+        addr = ""
+        leader = self._store.nodes.get(self._leader_node_id() or "")
+        if leader is not None:
+            addr = leader.manager_status.addr
+        return pb.JoinTokenResponse(token=getattr(cluster.join_tokens, request.role),
+                                    manager_addr=addr)

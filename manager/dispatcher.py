@@ -1,0 +1,292 @@
+"""Dispatcher (leader only): one long-lived session stream per worker.
+
+It pushes each node the full set of its tasks with their desired states whenever that
+set changes, receives batched status updates and heartbeats, and marks a node DOWN
+after `misses` heartbeat periods without word from it. Heartbeats stay in memory (as in
+SwarmKit); only state changes go through Raft.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from manager.auth import peer_identity
+from manager.errors import ManagerError
+from manager.proposer import Proposer
+from manager.store import Event, Store
+from swarmlet import log
+from swarmlet.api import swarmlet_pb2 as pb
+from swarmlet.api import swarmlet_pb2_grpc as pbg
+from swarmlet.clock import Clock
+from swarmlet.states import ASSIGNED, is_terminal
+
+_ASSIGN = "assign"
+
+
+class _Session:
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.q: queue.Queue[Any] = queue.Queue()
+        self.dirty = False
+        self.lock = threading.Lock()
+        self.sequence = 0
+        self.last: tuple[tuple[str, int], ...] | None = None
+        self.closed = threading.Event()
+
+    def mark(self) -> None:
+        with self.lock:
+            if self.dirty:
+                return
+            self.dirty = True
+        self.q.put(_ASSIGN)
+
+    def close(self, msg: pb.ManagerMessage | None = None) -> None:
+        if msg is not None:
+            self.q.put(msg)
+        self.closed.set()
+        self.q.put(None)
+
+
+class Dispatcher(pbg.DispatcherServicer):
+    def __init__(
+        self,
+        store: Store,
+        proposer: Proposer,
+        clock: Clock,
+        is_leader: Callable[[], bool],
+        managers: Callable[[], list[str]],
+        heartbeat_period: float = 1.0,
+        misses: int = 3,
+    ) -> None:
+        self._store = store
+        self._proposer = proposer
+        self._clock = clock
+        self._is_leader = is_leader
+        self._managers = managers
+        self.period = heartbeat_period
+        self.misses = misses
+        self._sessions: dict[str, _Session] = {}
+        self._seen: dict[str, float] = {}
+        self._task_node: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._active = threading.Event()
+        self._halt = threading.Event()
+        self._started_at = 0.0
+        self._log = log.get("dispatcher")
+        self._monitor: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ leadership
+
+    def start(self) -> None:
+        """Begin serving sessions; every known node gets a fresh heartbeat grace period."""
+        self._started_at = self._clock.monotonic()
+        with self._lock:
+            self._seen.clear()
+        self._active.set()
+        self._halt.clear()
+        self._monitor = threading.Thread(target=self._watch, name="hb-monitor", daemon=True)
+        self._monitor.start()
+
+    def stop(self) -> None:
+        self._active.clear()
+        self._halt.set()
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for s in sessions:
+            s.close()
+
+    def kick(self, node_id: str, reason: str) -> None:
+        """Tell a node it was removed, then end its session."""
+        with self._lock:
+            sess = self._sessions.pop(node_id, None)
+        if sess is not None:
+            sess.close(pb.ManagerMessage(leave=pb.Leave(reason=reason)))
+
+    # ------------------------------------------------------------------ store events
+
+    def on_events(self, events: list[Event]) -> None:
+        touched: set[str] = set()
+        for e in events:
+            if e.kind != "task":
+                continue
+            task = self._store.tasks.get(e.id)
+            old = self._task_node.get(e.id)
+            if task is not None and task.node_id:
+                self._task_node[e.id] = task.node_id
+                touched.add(task.node_id)
+            elif e.op == "remove":
+                self._task_node.pop(e.id, None)
+            if old:
+                touched.add(old)
+        if not touched:
+            return
+        with self._lock:
+            targets = [self._sessions[n] for n in touched if n in self._sessions]
+        for s in targets:
+            s.mark()
+
+    # ------------------------------------------------------------------ heartbeats
+
+    def _watch(self) -> None:
+        while not self._halt.wait(self.period / 4):
+            self._check_heartbeats()
+
+    def _check_heartbeats(self) -> None:
+        now = self._clock.monotonic()
+        limit = self.period * self.misses
+        down = []
+        for node in self._store.all_nodes():
+            if node.status.state != pb.READY:
+                continue
+            last = self._seen.get(node.id, self._started_at)
+            if now - last > limit:
+                down.append(node.id)
+        if not down:
+            return
+        cmds = [
+            pb.Command(
+                node_status=pb.UpdateNodeStatus(
+                    node_id=n,
+                    status=pb.NodeStatus(
+                        state=pb.DOWN,
+                        message="heartbeat failure",
+                        addr=self._store.nodes[n].status.addr if n in self._store.nodes else "",
+                        timestamp=self._clock.now(),
+                    ),
+                )
+            )
+            for n in down
+        ]
+        self._log.warning("dispatcher.nodes_down", nodes=down)
+        try:
+            self._proposer.propose(cmds)
+        except ManagerError as e:
+            self._log.warning("dispatcher.mark_down_failed", error=str(e))
+
+    # ------------------------------------------------------------------ session
+
+    def Session(  # noqa: N802 (gRPC method name)
+        self, request_iterator: Iterator[pb.WorkerMessage], context: grpc.ServicerContext
+    ) -> Iterator[pb.ManagerMessage]:
+        ident = peer_identity(context, self._store)
+        if not self._active.is_set() or not self._is_leader():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "this manager is not the leader")
+        node = self._store.nodes.get(ident.node_id)
+        if node is None:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "node is not part of this cluster")
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("msg") != "hello":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session must start with hello")
+        sess = self._register(ident.node_id)
+        try:
+            self._ready(ident.node_id, first.hello)
+            yield pb.ManagerMessage(
+                session=pb.SessionInfo(
+                    node_id=ident.node_id,
+                    heartbeat_period_s=self.period,
+                    managers=self._managers(),
+                )
+            )
+            threading.Thread(
+                target=self._read, args=(sess, request_iterator), daemon=True,
+                name=f"session-{ident.node_id[:8]}",
+            ).start()
+            sess.mark()
+            yield from self._pump(sess, context)
+        finally:
+            with self._lock:
+                if self._sessions.get(ident.node_id) is sess:
+                    del self._sessions[ident.node_id]
+
+    def _register(self, node_id: str) -> _Session:
+        sess = _Session(node_id)
+        with self._lock:
+            old = self._sessions.get(node_id)
+            self._sessions[node_id] = sess
+            self._seen[node_id] = self._clock.monotonic()
+        if old is not None:
+            old.close()
+        return sess
+
+    def _ready(self, node_id: str, hello: pb.Hello) -> None:
+        status = pb.NodeStatus(state=pb.READY, addr=hello.addr, timestamp=self._clock.now())
+        cmd = pb.Command(
+            node_status=pb.UpdateNodeStatus(
+                node_id=node_id, status=status, description=hello.description
+            )
+        )
+        self._proposer.propose([cmd])
+        self._log.info("dispatcher.session", **{"node.id": node_id, "addr": hello.addr})
+
+    def _pump(
+        self, sess: _Session, context: grpc.ServicerContext
+    ) -> Iterator[pb.ManagerMessage]:
+        while context.is_active() and self._active.is_set():
+            try:
+                item = sess.q.get(timeout=self.period)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if item == _ASSIGN:
+                with sess.lock:
+                    sess.dirty = False
+                msg = self._assignments(sess)
+                if msg is not None:
+                    yield msg
+            else:
+                yield item
+
+    def _assignments(self, sess: _Session) -> pb.ManagerMessage | None:
+        tasks = [
+            t
+            for t in self._store.tasks_on_node(sess.node_id)
+            if t.status.state >= ASSIGNED and not is_terminal(t.status.state)
+        ]
+        tasks.sort(key=lambda t: t.id)
+        fingerprint = tuple((t.id, t.desired_state) for t in tasks)
+        if fingerprint == sess.last:
+            return None
+        sess.last = fingerprint
+        sess.sequence += 1
+        return pb.ManagerMessage(
+            assignments=pb.Assignments(sequence=sess.sequence, tasks=tasks)
+        )
+
+    def _read(self, sess: _Session, it: Iterator[pb.WorkerMessage]) -> None:
+        try:
+            for msg in it:
+                with self._lock:
+                    self._seen[sess.node_id] = self._clock.monotonic()
+                if msg.WhichOneof("msg") == "statuses":
+                    self._statuses(sess.node_id, msg.statuses)
+        except grpc.RpcError:
+            pass
+        except Exception:
+            self._log.exception("dispatcher.read_failed", **{"node.id": sess.node_id})
+        finally:
+            sess.close()
+
+    def _statuses(self, node_id: str, batch: pb.StatusBatch) -> None:
+        cmds = []
+        for upd in batch.updates:
+            task = self._store.tasks.get(upd.task_id)
+            if task is None or task.node_id != node_id:
+                continue  # only a task's own node reports its status
+            if upd.status.state <= task.status.state:
+                continue
+            cmds.append(pb.Command(task_status=upd))
+        if cmds:
+            fut = self._proposer.propose_async(cmds)
+            fut.add_done_callback(self._status_done)
+
+    def _status_done(self, fut: Any) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            self._log.warning("dispatcher.status_write_failed", error=str(exc))

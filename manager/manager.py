@@ -1,0 +1,191 @@
+"""A manager: store + Raft + proposer, the gRPC endpoints, and the leader-only loops.
+
+Ports: `listen` (mutual TLS: dispatcher sessions, control API for manager certs),
+`listen + 1` (join endpoint, server-only TLS), `listen + 2` (Raft, encrypted by the
+cluster's raft secret). The leader loop and the dispatcher start when this manager
+becomes leader and stop when it is not.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from manager.auth import manager_only
+from manager.ca_server import CAService
+from manager.control import ControlService
+from manager.dispatcher import Dispatcher
+from manager.errors import ManagerError
+from manager.leader import LeaderLoop
+from manager.proposer import Proposer
+from manager.raft import RaftNode, RaftSettings
+from manager.store import Event, Store
+from swarmlet import log
+from swarmlet.api import swarmlet_pb2 as pb
+from swarmlet.api import swarmlet_pb2_grpc as pbg
+from swarmlet.clock import Clock
+from swarmlet.pki import new_id
+
+
+def port_of(addr: str) -> int:
+    return int(addr.rpartition(":")[2])
+
+
+def host_of(addr: str) -> str:
+    return addr.rpartition(":")[0]
+
+
+def with_port(addr: str, delta: int) -> str:
+    return f"{host_of(addr)}:{port_of(addr) + delta}"
+
+
+@dataclass
+class ManagerConfig:
+    node_id: str
+    state_dir: Path
+    listen_addr: str          # host:port for the mTLS endpoint
+    advertise_addr: str       # host:port others use to reach listen_addr
+    raft_secret: str
+    server_key: bytes
+    server_cert_chain: bytes  # node cert + CA cert
+    ca_pem: bytes
+    raft_peers: list[str] = field(default_factory=list)
+    bootstrap: pb.CommandBatch | None = None
+    heartbeat_period: float = 1.0
+    heartbeat_misses: int = 3
+    raft: RaftSettings = field(default_factory=RaftSettings)
+    max_sessions: int = 2048
+
+
+class Manager:
+    def __init__(self, cfg: ManagerConfig, clock: Clock) -> None:
+        self.cfg = cfg
+        self._clock = clock
+        self._log = log.get("manager", **{"node.id": cfg.node_id})
+        self.store = Store()
+        self.raft: RaftNode | None = None
+        self.proposer: Proposer | None = None
+        self._leading = False
+        self._lock = threading.Lock()
+        self._servers: list[grpc.Server] = []
+
+    # ------------------------------------------------------------------ wiring
+
+    def start(self) -> None:
+        cfg = self.cfg
+        self.raft = RaftNode(
+            self.store,
+            with_port(cfg.advertise_addr, 2),
+            cfg.raft_peers,
+            cfg.state_dir / "raft",
+            cfg.raft_secret,
+            on_state_change=self._leadership,
+            settings=cfg.raft,
+        )
+        self.proposer = Proposer(self.raft, self._clock)
+        self.leader_loop = LeaderLoop(
+            self.store, self.proposer, self._clock, new_id, self._history_limit
+        )
+        self.dispatcher = Dispatcher(
+            self.store, self.proposer, self._clock, self.is_leader, self.manager_addrs,
+            cfg.heartbeat_period, cfg.heartbeat_misses,
+        )
+        self.control = ControlService(
+            self.store, self.proposer, self.leader_node_id, self._node_removed
+        )
+        self.store.subscribe(self._on_events)
+        self._serve()
+        if self.raft.is_leader():
+            self._leadership(True)
+
+    def _serve(self) -> None:
+        cfg = self.cfg
+        creds = grpc.ssl_server_credentials(
+            [(cfg.server_key, cfg.server_cert_chain)], root_certificates=cfg.ca_pem,
+            require_client_auth=True,
+        )
+        main = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=cfg.max_sessions + 32),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        pbg.add_DispatcherServicer_to_server(self.dispatcher, main)
+        pbg.add_ControlServicer_to_server(manager_only(self.control, self.store), main)  # type: ignore[arg-type]
+        main.add_secure_port(cfg.listen_addr, creds)
+        join = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                           options=[("grpc.so_reuseport", 0)])
+        pbg.add_CAServicer_to_server(CAService(self.store, self.proposer, self.manager_addrs), join)  # type: ignore[arg-type]
+        join.add_secure_port(
+            with_port(cfg.listen_addr, 1),
+            grpc.ssl_server_credentials([(cfg.server_key, cfg.server_cert_chain)]),
+        )
+        for s in (main, join):
+            s.start()
+            self._servers.append(s)
+
+    def stop(self) -> None:
+        self._leadership(False)
+        for s in self._servers:
+            s.stop(grace=0.5)
+        if self.proposer is not None:
+            self.proposer.stop()
+        if self.raft is not None:
+            self.raft.destroy()
+
+    # ------------------------------------------------------------------ leadership
+
+    def is_leader(self) -> bool:
+        return self._leading
+
+    def leader_node_id(self) -> str | None:
+        if self._leading:
+            return self.cfg.node_id
+        raft_leader = self.raft.leader() if self.raft else None
+        for n in self.store.all_nodes():
+            if raft_leader and n.manager_status.raft_addr == raft_leader:
+                return n.id
+        return None
+
+    def manager_addrs(self) -> list[str]:
+        return [
+            n.manager_status.addr for n in self.store.all_nodes()
+            if n.role == pb.MANAGER and n.manager_status.addr
+        ]
+
+    def _history_limit(self) -> int:
+        c = self.store.cluster
+        return int(c.spec.task_history_limit) if c and c.spec.task_history_limit else 5
+
+    def _leadership(self, leading: bool) -> None:
+        with self._lock:
+            if leading == self._leading:
+                return
+            self._leading = leading
+        self._log.info("manager.leadership", leader=leading)
+        if leading:
+            threading.Thread(target=self._become_leader, daemon=True, name="take-lead").start()
+        else:
+            self.leader_loop.stop()
+            self.dispatcher.stop()
+
+    def _become_leader(self) -> None:
+        if self.store.cluster is None and self.cfg.bootstrap is not None:
+            assert self.proposer is not None
+            try:
+                self.proposer.propose(list(self.cfg.bootstrap.commands))
+            except ManagerError as e:
+                self._log.error("manager.bootstrap_failed", error=str(e))
+        if self._leading:
+            self.dispatcher.start()
+            self.leader_loop.start()
+
+    def _on_events(self, events: list[Event]) -> None:
+        if self._leading:
+            self.dispatcher.on_events(events)
+            self.leader_loop.on_events(events)
+
+    def _node_removed(self, node_id: str) -> None:
+        self.dispatcher.kick(node_id, "node was removed from the cluster")

@@ -1,0 +1,227 @@
+"""The node daemon (`python -m swarmlet.daemon --data-dir D`): a manager (if the node is
+one), the worker agent (every node runs tasks, managers too, as in Swarm), and the
+local control socket. `swarm init` / `swarm join` start it in the background.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from concurrent import futures  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import grpc  # noqa: E402
+
+from swarmlet import log, nodeconfig, paths  # noqa: E402
+from swarmlet.api import swarmlet_pb2 as pb  # noqa: E402
+from swarmlet.api import swarmlet_pb2_grpc as pbg  # noqa: E402
+from swarmlet.clock import Clock, RealClock  # noqa: E402
+from swarmlet.errors import SwarmletError  # noqa: E402
+from swarmlet.local_control import LocalControl  # noqa: E402
+from swarmlet.nodeconfig import NodeConfig  # noqa: E402
+from swarmlet.pki import MANAGER_SERVER_NAME  # noqa: E402
+
+
+def _memory_bytes() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def describe(cfg: NodeConfig, runtime: str) -> pb.NodeDescription:
+    cpus = float(os.environ.get("SWARMLET_NODE_CPUS") or os.cpu_count() or 1)
+    mem = os.environ.get("SWARMLET_NODE_MEMORY")
+    return pb.NodeDescription(
+        hostname=cfg.hostname,
+        platform=pb.Platform(os=platform.system().lower(), architecture=platform.machine()),
+        resources=pb.Resources(
+            nano_cpus=int(cpus * 1e9), memory_bytes=int(mem) if mem else _memory_bytes()
+        ),
+        runtime=runtime,
+        engine_version="swarmlet",
+    )
+
+
+class NodeDaemon:
+    def __init__(self, data_dir: Path, cfg: NodeConfig, clock: Clock) -> None:
+        self.data_dir = data_dir
+        self.cfg = cfg
+        self.clock = clock
+        self.log = log.get("daemon", **{"node.id": cfg.node_id})
+        self.done = threading.Event()
+        self.manager: Any = None
+        self.agent: Any = None
+        self._local: grpc.Server | None = None
+        self._leaving = False
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> None:
+        paths.pid_file(self.data_dir).write_text(str(os.getpid()))
+        ca, cert, key = nodeconfig.read_certs(self.data_dir)
+        if self.cfg.role == "manager":
+            self._start_manager(ca, cert, key)
+        self._start_agent(ca, cert, key)
+        self._serve_local()
+        self.log.info("daemon.started", role=self.cfg.role, runtime=self.cfg.runtime,
+                      addr=self.cfg.advertise_addr)
+
+    def _start_manager(self, ca: bytes, cert: bytes, key: bytes) -> None:
+        from manager.manager import Manager, ManagerConfig
+
+        boot_file = self.data_dir / "bootstrap.pb"
+        boot = pb.CommandBatch.FromString(boot_file.read_bytes()) if boot_file.exists() else None
+        mcfg = ManagerConfig(
+            node_id=self.cfg.node_id,
+            state_dir=self.data_dir,
+            listen_addr=self.cfg.listen_addr,
+            advertise_addr=self.cfg.advertise_addr,
+            raft_secret=(self.data_dir / "raft.secret").read_text().strip(),
+            server_key=key,
+            server_cert_chain=cert + ca,
+            ca_pem=ca,
+            bootstrap=boot,
+        )
+        self.manager = Manager(mcfg, self.clock)
+        self.manager.start()
+
+    def _channel_factory(self, ca: bytes, cert: bytes, key: bytes) -> Any:
+        creds = grpc.ssl_channel_credentials(ca, key, cert)
+
+        def make(addr: str) -> grpc.Channel:
+            return grpc.secure_channel(
+                addr, creds,
+                options=[("grpc.ssl_target_name_override", MANAGER_SERVER_NAME),
+                         ("grpc.keepalive_time_ms", 10000)],
+            )
+
+        return make
+
+    def _start_agent(self, ca: bytes, cert: bytes, key: bytes) -> None:
+        from worker.agent import Agent
+        from worker.runtime import make_runtime
+
+        state = self.data_dir / "agent"
+        state.mkdir(parents=True, exist_ok=True)
+        runtime = make_runtime(self.cfg.runtime, state / "runtime", self.clock)
+        self.agent = Agent(
+            state_dir=state,
+            managers=list(self.cfg.managers),
+            credentials_factory=self._channel_factory(ca, cert, key),
+            runtime=runtime,
+            description=describe(self.cfg, runtime.name),
+            addr=self.cfg.advertise_ip,
+            clock=self.clock,
+            node_id=self.cfg.node_id,
+            on_leave=self._removed,
+        )
+        self.agent.start()
+
+    def _serve_local(self) -> None:
+        sock = paths.control_socket(self.data_dir)
+        sock.unlink(missing_ok=True)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        control = self.manager.control if self.manager is not None else None
+        servicer = LocalControl(self._info, self._leave, control)
+        pbg.add_ControlServicer_to_server(servicer, server)  # type: ignore[arg-type]
+        old = os.umask(0o177)
+        try:
+            server.add_insecure_port(f"unix://{sock}")
+            server.start()
+        finally:
+            os.umask(old)
+        os.chmod(sock, 0o600)
+        self._local = server
+
+    # ------------------------------------------------------------------ local calls
+
+    def _info(self) -> pb.InfoResponse:
+        leader = bool(self.manager and self.manager.is_leader())
+        return pb.InfoResponse(
+            node_id=self.cfg.node_id, role=self.cfg.role, cluster_id=self.cfg.cluster_id,
+            manager_addr=self.cfg.advertise_addr if self.cfg.role == "manager"
+            else (self.cfg.managers[0] if self.cfg.managers else ""),
+            is_leader=leader, data_dir=str(self.data_dir), runtime=self.cfg.runtime,
+            addr=self.cfg.advertise_ip,
+        )
+
+    def _leave(self, force: bool) -> None:
+        if self.cfg.role == "manager" and not force:
+            raise SwarmletError(
+                "this node is the swarm's only manager: leaving erases the whole cluster "
+                "state; use --force to leave anyway"
+            )
+        if self._leaving:
+            return
+        self._leaving = True
+        threading.Thread(target=self._do_leave, name="leave", daemon=True).start()
+
+    def _do_leave(self) -> None:
+        self.log.info("daemon.leaving")
+        try:
+            self.agent.leave()
+        except Exception:
+            self.log.exception("daemon.leave_agent_failed")
+        self._shutdown(erase=True)
+
+    def _removed(self) -> None:
+        self.log.warning("daemon.removed_by_manager")
+        self._leaving = True
+        threading.Thread(target=self._shutdown, args=(True,), daemon=True).start()
+
+    # ------------------------------------------------------------------ stop
+
+    def _shutdown(self, erase: bool = False) -> None:
+        if self.agent is not None and not erase:
+            self.agent.stop()
+        if self.manager is not None:
+            self.manager.stop()
+        if self._local is not None:
+            self._local.stop(grace=1.0)
+        paths.control_socket(self.data_dir).unlink(missing_ok=True)
+        if erase:
+            nodeconfig.erase(self.data_dir)
+        else:
+            paths.pid_file(self.data_dir).unlink(missing_ok=True)
+        self.done.set()
+
+    def stop(self) -> None:
+        """SIGTERM: stop serving; running tasks keep running (they outlive the agent)."""
+        threading.Thread(target=self._shutdown, name="stop", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="swarmd", description="swarmlet node daemon")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--log-level", default=os.environ.get("SWARMLET_LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+    data_dir = paths.data_dir(args.data_dir)
+    log.setup(stream=sys.stderr, level=args.log_level)
+    try:
+        cfg = nodeconfig.load(data_dir)
+        daemon = NodeDaemon(data_dir, cfg, RealClock())
+        daemon.start()
+    except (SwarmletError, OSError) as e:
+        print(f"swarmd: {e}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop())
+    while not daemon.done.wait(1.0):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
