@@ -1,0 +1,90 @@
+"""Time for a large service to converge: one manager daemon, N simulated workers (a
+separate process, real gRPC sessions), `service create --replicas R` -> all RUNNING.
+
+    .venv/bin/python bench/converge.py [--workers 200] [--replicas 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from swarmlet.api import swarmlet_pb2 as pb  # noqa: E402
+from swarmlet.client import ControlClient  # noqa: E402
+from tests.harness.cluster import LocalCluster, wait_for  # noqa: E402
+
+
+def start_fleet(cluster: LocalCluster, count: int, tmp: Path) -> subprocess.Popen[str]:
+    fleet = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench/simfleet.py"), "--manager", cluster.manager_addr,
+         "--token", cluster.token(), "--count", str(count), "--dir", str(tmp / "fleet")],
+        stdout=subprocess.PIPE, text=True, env=cluster.env,
+    )
+    (tmp / "fleet").mkdir(exist_ok=True)
+    assert fleet.stdout is not None
+    line = fleet.stdout.readline()
+    if not line.startswith("ready"):
+        raise SystemExit(f"fleet failed to start: {line!r}")
+    return fleet
+
+
+def running(client: ControlClient, name: str) -> int:
+    resp = client.list_services()
+    for s in resp.services:
+        if s.spec.annotations.name == name:
+            return int(resp.running[s.id])
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workers", type=int, default=200)
+    p.add_argument("--replicas", type=int, default=5000)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="swarmlet-bench-") as t:
+        tmp = Path(t)
+        cluster = LocalCluster(tmp, runtime="sim")
+        fleet = None
+        try:
+            cluster.init()
+            t0 = time.monotonic()
+            fleet = start_fleet(cluster, args.workers, tmp)
+            wait_for(lambda: cluster.ready_nodes() == args.workers + 1, timeout=120,
+                     interval=0.5, what="all simulated nodes ready")
+            print(f"{args.workers} simulated workers joined and ready in "
+                  f"{time.monotonic() - t0:.1f}s")
+            client = ControlClient(cluster.nodes["manager-1"])
+            spec = pb.ServiceSpec(annotations=pb.Annotations(name="bench"))
+            spec.task_template.container.image = "sim"
+            spec.mode.replicated.replicas = args.replicas
+            t0 = time.monotonic()
+            client.create_service(spec)
+            t_created = time.monotonic() - t0
+            while running(client, "bench") < args.replicas:
+                if time.monotonic() - t0 > 300:
+                    raise SystemExit("did not converge within 300s")
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            print(f"service create returned in {t_created * 1000:.0f} ms")
+            print(f"converge: {args.replicas} replicas on {args.workers + 1} nodes all RUNNING "
+                  f"in {took:.2f} s ({args.replicas / took:.0f} tasks/s)")
+        finally:
+            if fleet is not None:
+                fleet.terminate()
+                try:
+                    fleet.wait(10)
+                except subprocess.TimeoutExpired:
+                    fleet.kill()
+            cluster.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
