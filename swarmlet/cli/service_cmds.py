@@ -1,0 +1,273 @@
+"""`swarm service ...`: create, ls, ps, inspect, scale, rm.
+
+Input is checked completely before anything is sent to the node; a rejected flag never
+reaches the manager. Commands that change the desired state wait for the service to
+converge unless --detach is given.
+"""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from google.protobuf.json_format import MessageToDict
+
+from swarmlet.api import swarmlet_pb2 as pb
+from swarmlet.cli.build_spec import ServiceOptions, build_service_spec
+from swarmlet.cli.common import (
+    data_dir_option,
+    each_object,
+    format_option,
+    open_client,
+    parse_count,
+)
+from swarmlet.cli.output import check_format, emit, print_json, short_id
+from swarmlet.cli.progress import DEFAULT_TIMEOUT_S, make_display, wait_converged
+from swarmlet.cli.task_rows import PS_COLUMNS, ps_rows
+from swarmlet.client import ControlClient
+from swarmlet.clock import RealClock
+from swarmlet.errors import SpecError
+from swarmlet.specs import check_name, validate_replicas
+from swarmlet.units import format_duration, parse_duration
+
+app = typer.Typer(help="Manage services.", no_args_is_help=True)
+
+LS_COLUMNS = ("ID", "NAME", "MODE", "REPLICAS", "IMAGE")
+CREATE_SETTINGS = {"allow_interspersed_args": False}
+
+
+def _wait(client: ControlClient, service: pb.Service, quiet: bool, timeout: str) -> None:
+    limit = parse_duration(timeout, field="timeout")
+    if limit <= 0:
+        raise SpecError("timeout", "must be positive")
+    wait_converged(client, service, clock=RealClock(), display=make_display(quiet), timeout=limit)
+
+
+@app.command("create", context_settings=CREATE_SETTINGS)
+def create(
+    ctx: typer.Context,
+    image: str = typer.Argument(..., metavar="IMAGE", help="Image to run.", show_default=False),
+    command: list[str] | None = typer.Argument(
+        None, metavar="COMMAND", help="Command and arguments.", show_default=False
+    ),
+    name: str = typer.Option("", "--name", metavar="NAME", help="Service name."),
+    replicas: str | None = typer.Option(None, "--replicas", metavar="N", help="Number of tasks."),
+    mode: str | None = typer.Option(None, "--mode", metavar="MODE", help="replicated or global."),
+    env: list[str] = typer.Option(
+        [], "--env", "-e", metavar="K=V", help="Environment variable K=V."
+    ),
+    label: list[str] = typer.Option([], "--label", "-l", metavar="K=V", help="Service label k=v."),
+    constraint: list[str] = typer.Option(
+        [], "--constraint", metavar="EXPR", help="Placement constraint."
+    ),
+    reserve_cpu: str | None = typer.Option(
+        None, "--reserve-cpu", metavar="CPUS", help="Reserved CPUs."
+    ),
+    reserve_memory: str | None = typer.Option(
+        None, "--reserve-memory", metavar="BYTES", help="Reserved memory."
+    ),
+    limit_cpu: str | None = typer.Option(None, "--limit-cpu", metavar="CPUS", help="CPU limit."),
+    limit_memory: str | None = typer.Option(
+        None, "--limit-memory", metavar="BYTES", help="Memory limit."
+    ),
+    restart_condition: str | None = typer.Option(
+        None, "--restart-condition", metavar="COND", help="any, on-failure or none."
+    ),
+    restart_delay: str | None = typer.Option(
+        None, "--restart-delay", metavar="DURATION", help="e.g. 5s."
+    ),
+    restart_max_attempts: str | None = typer.Option(
+        None, "--restart-max-attempts", metavar="N", help="0 = unlimited."
+    ),
+    stop_grace_period: str | None = typer.Option(
+        None,
+        "--stop-grace-period",
+        metavar="DURATION",
+        help="Time to wait before killing a task (default 10s).",
+    ),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Do not wait for convergence."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Suppress progress output."),
+    timeout: str = typer.Option(
+        format_duration(DEFAULT_TIMEOUT_S),
+        "--timeout",
+        metavar="DURATION",
+        help="How long to wait.",
+    ),
+    data_dir: str | None = data_dir_option(),
+) -> None:
+    """Create a service: swarm service create [OPTIONS] IMAGE [COMMAND [ARG...]]."""
+    if image.startswith("-"):
+        raise SpecError("image", f'"{image}" is not an image (options go before IMAGE)')
+    opts = ServiceOptions(
+        name=name,
+        image=image,
+        command=list(command or []),
+        replicas=replicas,
+        mode=mode,
+        env=env,
+        labels=label,
+        constraints=constraint,
+        reserve_cpu=reserve_cpu,
+        reserve_memory=reserve_memory,
+        limit_cpu=limit_cpu,
+        limit_memory=limit_memory,
+        restart_condition=restart_condition,
+        restart_delay=restart_delay,
+        restart_max_attempts=restart_max_attempts,
+        stop_grace_period=stop_grace_period,
+    )
+    spec = build_service_spec(opts)
+    parse_duration(timeout, field="timeout")
+    with open_client(ctx, data_dir) as client:
+        service = client.create_service(spec)
+        typer.echo(service.id)
+        if not detach:
+            _wait(client, service, quiet, timeout)
+
+
+def _replicas_text(service: pb.Service, listing: pb.ListServicesResponse) -> tuple[int, int]:
+    running = int(listing.running.get(service.id, 0))
+    if service.id in listing.desired:
+        desired = int(listing.desired[service.id])
+    elif service.spec.mode.WhichOneof("mode") == "global":
+        desired = 0
+    else:
+        desired = int(service.spec.mode.replicated.replicas)
+    return running, desired
+
+
+@app.command("ls")
+def ls(
+    ctx: typer.Context,
+    fmt: str = format_option(),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show IDs."),
+    data_dir: str | None = data_dir_option(),
+) -> None:
+    """List services."""
+    fmt = check_format(fmt)
+    with open_client(ctx, data_dir) as client:
+        listing = client.list_services()
+    services = sorted(listing.services, key=lambda s: s.spec.annotations.name)
+    if quiet and fmt == "table":
+        for service in services:
+            typer.echo(service.id)
+        return
+    table, rows = [], []
+    for service in services:
+        running, desired = _replicas_text(service, listing)
+        mode = service.spec.mode.WhichOneof("mode") or "replicated"
+        image = service.spec.task_template.container.image
+        name = service.spec.annotations.name
+        table.append([short_id(service.id), name, mode, f"{running}/{desired}", image])
+        rows.append(
+            {
+                "id": service.id,
+                "name": name,
+                "mode": mode,
+                "replicas": f"{running}/{desired}",
+                "image": image,
+                "running": running,
+                "desired": desired,
+            }
+        )
+    emit(fmt, LS_COLUMNS, table, rows)
+
+
+@app.command("ps")
+def ps(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., help="Service name or id."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not shorten IDs."),
+    fmt: str = format_option(),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show task IDs."),
+    data_dir: str | None = data_dir_option(),
+) -> None:
+    """List the tasks of a service, history under each slot's current task."""
+    fmt = check_format(fmt)
+    with open_client(ctx, data_dir) as client:
+        resp = client.list_tasks(service=service)
+    rows = ps_rows(list(resp.tasks), dict(resp.node_names), time.time(), no_trunc)
+    if quiet and fmt == "table":
+        for row in rows:
+            typer.echo(row.task_id)
+        return
+    emit(fmt, PS_COLUMNS, [r.cells(no_trunc) for r in rows], [r.as_json() for r in rows])
+
+
+@app.command("inspect")
+def inspect(
+    ctx: typer.Context,
+    services: list[str] = typer.Argument(..., help="Service names or ids."),
+    data_dir: str | None = data_dir_option(),
+) -> None:
+    """Show services in detail (JSON)."""
+    with open_client(ctx, data_dir) as client:
+        found, failed = each_object(services, client.get_service)
+    print_json([MessageToDict(s) for s in found])
+    if failed:
+        raise typer.Exit(1)
+
+
+def parse_scale_args(args: list[str]) -> list[tuple[str, int]]:
+    """["web=3", "db=1"] -> [("web", 3), ("db", 1)]; every argument is checked first."""
+    out = []
+    for arg in args:
+        name, sep, count = arg.partition("=")
+        if not sep or not name:
+            raise SpecError("scale", f'invalid argument "{arg}" (use SERVICE=REPLICAS)')
+        check_name(name, field="scale")
+        replicas = validate_replicas(parse_count(count, "replicas"))
+        out.append((name, replicas))
+    return out
+
+
+@app.command("scale")
+def scale(
+    ctx: typer.Context,
+    targets: list[str] = typer.Argument(..., help="SERVICE=REPLICAS ..."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Do not wait for convergence."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Suppress progress output."),
+    timeout: str = typer.Option(
+        format_duration(DEFAULT_TIMEOUT_S),
+        "--timeout",
+        metavar="DURATION",
+        help="How long to wait.",
+    ),
+    data_dir: str | None = data_dir_option(),
+) -> None:
+    """Scale one or more replicated services."""
+    pairs = parse_scale_args(targets)
+    parse_duration(timeout, field="timeout")
+    wanted = dict(pairs)
+
+    with open_client(ctx, data_dir) as client:
+
+        def scale_one(name: str) -> pb.Service:
+            service = client.scale_service(name, wanted[name])
+            typer.echo(f"{name} scaled to {wanted[name]}")
+            return service
+
+        scaled, failed = each_object([name for name, _ in pairs], scale_one)
+        if not detach:
+            for service in scaled:
+                _wait(client, service, quiet, timeout)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("rm")
+def rm(
+    ctx: typer.Context,
+    services: list[str] = typer.Argument(..., help="Service names or ids."),
+    data_dir: str | None = data_dir_option(),
+) -> None:
+    """Remove services."""
+
+    def remove(name: str) -> None:
+        client.remove_service(name)
+        typer.echo(name)
+
+    with open_client(ctx, data_dir) as client:
+        _, failed = each_object(services, remove)
+    if failed:
+        raise typer.Exit(1)
