@@ -116,6 +116,8 @@ class Store:
 
     def _apply_one(self, cmd: pb.Command, now: float) -> list[Event]:
         op = cmd.WhichOneof("op")
+        if op is None:
+            raise Rejected("empty command")
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             raise Rejected(f"unknown command {op!r}")
