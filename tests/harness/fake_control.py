@@ -7,6 +7,7 @@ a given status code and details text.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import threading
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from typer.testing import CliRunner, Result
 
 from swarmlet import paths
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.api import swarmlet_pb2_grpc as pb_grpc
+from swarmlet.cli.main import app
 
 NOW = 1_700_000_000.0
 
@@ -245,3 +248,17 @@ def fake_control_server(data_dir: Path | None = None) -> Iterator[tuple[Path, Fa
         server.stop(grace=None)
         if own:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def swarm(data_dir: Path, *args: str) -> Result:
+    """Run `swarm --data-dir <data_dir> ARGS...` in-process."""
+    return CliRunner().invoke(app, ["--data-dir", str(data_dir), *args])
+
+
+def parse_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Split plain table output into cells at the header's column starts."""
+    lines = text.splitlines()
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=   ))\S", lines[0])]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    cut = [[line[a:b].strip() for a, b in bounds] for line in lines]
+    return cut[0], cut[1:]

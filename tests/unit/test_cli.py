@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -18,9 +17,16 @@ from swarmlet.cli import main as cli_main
 from swarmlet.cli import progress
 from swarmlet.cli.main import app
 from swarmlet.client import ControlClient
-from tests.harness.fake_control import FakeControl, fake_control_server, make_node, make_task
+from tests.harness.fake_control import (
+    FakeControl,
+    fake_control_server,
+    make_node,
+    make_task,
+    parse_table,
+    swarm,
+)
 
-runner = CliRunner()
+runner = CliRunner()  # for invocations without --data-dir
 Cluster = tuple[Path, FakeControl]
 
 
@@ -38,19 +44,6 @@ def cluster() -> Iterator[Cluster]:
             make_node("nodebbbbbbbbbbbbbbbbbbbbb2", "wrk1"),
         ]
         yield data_dir, fake
-
-
-def swarm(data_dir: Path, *args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, ["--data-dir", str(data_dir), *args])
-
-
-def parse_table(text: str) -> tuple[list[str], list[list[str]]]:
-    """Split plain table output into cells at the header's column starts."""
-    lines = text.splitlines()
-    starts = [m.start() for m in re.finditer(r"(?:^|(?<=   ))\S", lines[0])]
-    bounds = list(zip(starts, [*starts[1:], None], strict=True))
-    cut = [[line[a:b].strip() for a, b in bounds] for line in lines]
-    return cut[0], cut[1:]
 
 
 def test_create_sends_full_spec_and_waits_for_convergence(cluster: Cluster) -> None:
