@@ -158,7 +158,8 @@ class PlainDisplay:
                 self._echo(text)
 
     def finish(self, message: str) -> None:
-        self._echo(message)
+        if message:
+            self._echo(message)
 
 
 class LiveDisplay:

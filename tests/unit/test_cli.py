@@ -220,6 +220,7 @@ def test_stuck_pending_gives_up_with_the_reason(
         "no suitable node (insufficient memory on 3 nodes)\n"
     )
     assert "1/2: pending   no suitable node (insufficient memory on 3 nodes)" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("2/2: pending")  # no trailing blank line
 
 
 def test_timeout_gives_up_with_a_clear_message(cluster: Cluster) -> None:
