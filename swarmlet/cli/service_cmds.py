@@ -8,6 +8,7 @@ converge unless --detach is given.
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 
 import typer
 from google.protobuf.json_format import MessageToDict
@@ -34,13 +35,19 @@ app = typer.Typer(help="Manage services.", no_args_is_help=True)
 
 LS_COLUMNS = ("ID", "NAME", "MODE", "REPLICAS", "IMAGE")
 CREATE_SETTINGS = {"allow_interspersed_args": False}
+OPTION_FIELDS = {f.name for f in fields(ServiceOptions)} - {"command"}
 
 
-def _wait(client: ControlClient, service: pb.Service, quiet: bool, timeout: str) -> None:
-    limit = parse_duration(timeout, field="timeout")
+def _timeout(text: str) -> float:
+    """The --timeout value in seconds (checked before anything is sent)."""
+    limit = parse_duration(text, field="timeout")
     if limit <= 0:
         raise SpecError("timeout", "must be positive")
-    wait_converged(client, service, clock=RealClock(), display=make_display(quiet), timeout=limit)
+    return limit
+
+
+def _wait(client: ControlClient, service: pb.Service, quiet: bool, timeout: float) -> None:
+    wait_converged(client, service, clock=RealClock(), display=make_display(quiet), timeout=timeout)
 
 
 @app.command("create", context_settings=CREATE_SETTINGS)
@@ -56,8 +63,8 @@ def create(
     env: list[str] = typer.Option(
         [], "--env", "-e", metavar="K=V", help="Environment variable K=V."
     ),
-    label: list[str] = typer.Option([], "--label", "-l", metavar="K=V", help="Service label k=v."),
-    constraint: list[str] = typer.Option(
+    labels: list[str] = typer.Option([], "--label", "-l", metavar="K=V", help="Service label k=v."),
+    constraints: list[str] = typer.Option(
         [], "--constraint", metavar="EXPR", help="Placement constraint."
     ),
     reserve_cpu: str | None = typer.Option(
@@ -98,31 +105,15 @@ def create(
     """Create a service: swarm service create [OPTIONS] IMAGE [COMMAND [ARG...]]."""
     if image.startswith("-"):
         raise SpecError("image", f'"{image}" is not an image (options go before IMAGE)')
-    opts = ServiceOptions(
-        name=name,
-        image=image,
-        command=list(command or []),
-        replicas=replicas,
-        mode=mode,
-        env=env,
-        labels=label,
-        constraints=constraint,
-        reserve_cpu=reserve_cpu,
-        reserve_memory=reserve_memory,
-        limit_cpu=limit_cpu,
-        limit_memory=limit_memory,
-        restart_condition=restart_condition,
-        restart_delay=restart_delay,
-        restart_max_attempts=restart_max_attempts,
-        stop_grace_period=stop_grace_period,
-    )
+    flags = {k: v for k, v in ctx.params.items() if k in OPTION_FIELDS}
+    opts = ServiceOptions(**flags, command=list(command or []))
     spec = build_service_spec(opts)
-    parse_duration(timeout, field="timeout")
+    limit = _timeout(timeout)
     with open_client(ctx, data_dir) as client:
         service = client.create_service(spec)
         typer.echo(service.id)
         if not detach:
-            _wait(client, service, quiet, timeout)
+            _wait(client, service, quiet, limit)
 
 
 def _replicas_text(service: pb.Service, listing: pb.ListServicesResponse) -> tuple[int, int]:
@@ -237,7 +228,7 @@ def scale(
 ) -> None:
     """Scale one or more replicated services."""
     pairs = parse_scale_args(targets)
-    parse_duration(timeout, field="timeout")
+    limit = _timeout(timeout)
     wanted = dict(pairs)
 
     with open_client(ctx, data_dir) as client:
@@ -250,7 +241,7 @@ def scale(
         scaled, failed = each_object([name for name, _ in pairs], scale_one)
         if not detach:
             for service in scaled:
-                _wait(client, service, quiet, timeout)
+                _wait(client, service, quiet, limit)
     if failed:
         raise typer.Exit(1)
 

@@ -109,6 +109,8 @@ def test_create_detach_prints_only_the_id(cluster: Cluster) -> None:
             'restart-condition: unknown condition "always" (use any, on-failure or none)',
         ),
         (["--restart-delay", "-5s"], "restart-delay: must not be negative"),
+        (["--timeout", "0"], "timeout: must be positive"),
+        (["--stop-grace-period", "-1s"], "stop-grace-period: must not be negative"),
         (
             ["--restart-delay", "soon"],
             'restart-delay: invalid duration "soon" (use a number with a unit such as '
