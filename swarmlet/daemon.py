@@ -115,7 +115,8 @@ class NodeDaemon:
 
         state = self.data_dir / "agent"
         state.mkdir(parents=True, exist_ok=True)
-        runtime = make_runtime(self.cfg.runtime, state / "runtime", self.clock)
+        runtime = make_runtime(self.cfg.runtime, state / "runtime", self.clock,
+                               hostname=self.cfg.hostname)
         self.agent = Agent(
             state_dir=state,
             managers=list(self.cfg.managers),
@@ -176,8 +177,8 @@ class NodeDaemon:
             self.log.exception("daemon.leave_agent_failed")
         self._shutdown(erase=True)
 
-    def _removed(self) -> None:
-        self.log.warning("daemon.removed_by_manager")
+    def _removed(self, reason: str = "") -> None:
+        self.log.warning("daemon.removed_by_manager", reason=reason)
         self._leaving = True
         threading.Thread(target=self._shutdown, args=(True,), daemon=True).start()
 
