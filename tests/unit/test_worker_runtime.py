@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import pytest
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import FakeClock, RealClock
 from tests.harness.fake_dispatcher import wait_for
+from tests.harness.stub_runtime import kill_process_tasks, pid_alive
 from worker.errors import RejectError, TaskNotFound, WorkerError
 from worker.runtime import make_runtime
 from worker.runtime.base import EXIT_UNKNOWN
@@ -31,20 +31,8 @@ def task(tid: str, *cmd: str, env: tuple[str, ...] = (), grace: float = 0.0) -> 
     return t
 
 
-def kill_all(state_dir: Path) -> None:
-    """SIGKILL the process group of every task that has a pid file under state_dir."""
-    for pid_file in state_dir.glob("*/pid.json"):
-        pid = json.loads(pid_file.read_text())["pid"]
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
+kill_all = kill_process_tasks
+alive = pid_alive
 
 
 @pytest.fixture
