@@ -140,6 +140,8 @@ def _check_restart(policy: pb.RestartPolicy) -> None:
 
 
 def _check_placement(placement: pb.Placement) -> None:
+    if not placement.constraints and not placement.preferences:
+        return
     # Imported here: the scheduler package builds on swarmlet, not the other way round.
     from scheduler.constraints import parse_constraint, parse_preference
     from scheduler.errors import ConstraintError
