@@ -25,8 +25,13 @@ from swarmlet.pki import Identity, PKIError, new_id, parse_token, sign_csr
 
 class CAService(pbg.CAServicer):
     def __init__(
-        self, store: Store, proposer: Proposer, managers: Callable[[], list[str]]
+        self,
+        store: Store,
+        proposer: Proposer,
+        managers: Callable[[], list[str]],
+        ready: Callable[[], None] = lambda: None,
     ) -> None:
+        self._ready = ready
         self._store = store
         self._proposer = proposer
         self._managers = managers
@@ -39,22 +44,33 @@ class CAService(pbg.CAServicer):
         return None
 
     def Issue(self, request: pb.IssueRequest, context: Any) -> pb.IssueResponse:  # noqa: N802
+        try:
+            return self._issue(request)
+        except _Refused as e:
+            context.abort(e.code, str(e))
+            raise  # not reached: abort raises
+
+    def _issue(self, request: pb.IssueRequest) -> pb.IssueResponse:
+        try:
+            self._ready()
+        except ManagerError as e:
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, str(e)) from None
         cluster = self._store.cluster
         if cluster is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "cluster is not initialised yet")
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, "cluster is not initialised yet")
         try:
             parse_token(request.token)
         except SpecError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
         role = self._role_for(request.token, cluster)
         if role is None:
-            context.abort(
+            raise _Refused(
                 grpc.StatusCode.PERMISSION_DENIED,
                 "invalid join token (it may have been rotated; ask a manager for the current "
                 "one with: swarm join-token worker)",
             )
         if role == "manager":
-            context.abort(
+            raise _Refused(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "joining as a manager is not supported yet: this cluster runs a single manager",
             )
@@ -75,11 +91,11 @@ class CAService(pbg.CAServicer):
             )
             result = self._proposer.propose([pb.Command(create_node=node)])[0]
         except (PKIError, ValueError) as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"csr: {e}")
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"csr: {e}") from None
         except ManagerError as e:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, str(e)) from None
         if not result.ok:
-            context.abort(grpc.StatusCode.ABORTED, result.error)
+            raise _Refused(grpc.StatusCode.ABORTED, result.error)
         self._log.info("ca.joined", **{"node.id": node_id, "node.hostname": request.hostname})
         return pb.IssueResponse(
             cert_pem=cert,
@@ -89,3 +105,9 @@ class CAService(pbg.CAServicer):
             cluster_id=cluster.id,
             managers=self._managers(),
         )
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -15,6 +15,7 @@ import grpc
 
 from manager.errors import ManagerError, NotLeader, ProposalTimeout, Rejected
 from manager.lookup import resolve_node, resolve_service
+from manager.orchestrator import matches_placement
 from manager.proposer import Proposer
 from manager.store import Store, is_live
 from swarmlet.api import swarmlet_pb2 as pb
@@ -41,6 +42,7 @@ def grpc_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            self._ready()
             return fn(self, request, context)
         except SwarmletError as e:
             code = next((c for t, c in _CODES if isinstance(e, t)), grpc.StatusCode.INTERNAL)
@@ -56,11 +58,13 @@ class ControlService(pbg.ControlServicer):
         proposer: Proposer,
         leader_node_id: Callable[[], str | None],
         on_node_removed: Callable[[str], None],
+        ready: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._proposer = proposer
         self._leader_node_id = leader_node_id
         self._on_node_removed = on_node_removed
+        self._ready = ready
 
     def _commit(self, cmd: pb.Command, conflict: str | None = None) -> None:
         result = self._proposer.propose([cmd])[0]
@@ -119,7 +123,10 @@ class ControlService(pbg.ControlServicer):
     @grpc_errors
     def ListServices(self, request: pb.Empty, context: Any) -> Any:  # noqa: N802
         resp = pb.ListServicesResponse()
-        eligible = sum(1 for n in self._store.all_nodes() if n.spec.availability != pb.DRAIN)
+        usable = [
+            n for n in self._store.all_nodes()
+            if n.status.state == pb.READY and n.spec.availability == pb.ACTIVE
+        ]
         for svc in sorted(self._store.all_services(), key=lambda s: s.spec.annotations.name):
             resp.services.append(svc)
             tasks = self._store.tasks_of_service(svc.id)
@@ -127,6 +134,8 @@ class ControlService(pbg.ControlServicer):
                 1 for t in tasks if t.status.state == pb.RUNNING and t.desired_state <= pb.RUNNING
             )
             if svc.spec.mode.WhichOneof("mode") == "global":
+                exprs = svc.spec.task_template.placement.constraints
+                eligible = sum(1 for n in usable if matches_placement(n, exprs))
                 resp.desired[svc.id] = max(eligible, sum(1 for t in tasks if is_live(t)))
             else:
                 resp.desired[svc.id] = svc.spec.mode.replicated.replicas
@@ -190,7 +199,8 @@ class ControlService(pbg.ControlServicer):
                     raise SpecError("label-rm", f"node {old.description.hostname} has no label {k}")
                 del new.spec.annotations.labels[k]
             expected = request.version or old.meta.version
-            result = self._proposer.propose([pb.Command(update_node=new, expected_version=expected)])
+            cmd = pb.Command(update_node=new, expected_version=expected)
+            result = self._proposer.propose([cmd])
             if result[0].ok:
                 return pb.NodeResponse(node=self._with_leader(self._store.nodes[old.id]))
             if request.version or "changed since" not in result[0].error:

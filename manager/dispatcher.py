@@ -183,6 +183,7 @@ class Dispatcher(pbg.DispatcherServicer):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("msg") != "hello":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session must start with hello")
+            return
         sess = self._register(ident.node_id)
         try:
             self._ready(ident.node_id, first.hello)

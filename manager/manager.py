@@ -19,7 +19,7 @@ from manager.auth import manager_only
 from manager.ca_server import CAService
 from manager.control import ControlService
 from manager.dispatcher import Dispatcher
-from manager.errors import ManagerError
+from manager.errors import ManagerError, NotLeader
 from manager.leader import LeaderLoop
 from manager.proposer import Proposer
 from manager.raft import RaftNode, RaftSettings
@@ -72,6 +72,7 @@ class Manager:
         self._leading = False
         self._lock = threading.Lock()
         self._servers: list[grpc.Server] = []
+        self.ready = threading.Event()  # leader with every committed entry applied
 
     # ------------------------------------------------------------------ wiring
 
@@ -95,7 +96,8 @@ class Manager:
             cfg.heartbeat_period, cfg.heartbeat_misses,
         )
         self.control = ControlService(
-            self.store, self.proposer, self.leader_node_id, self._node_removed
+            self.store, self.proposer, self.leader_node_id, self._node_removed,
+            self._check_ready,
         )
         self.store.subscribe(self._on_events)
         self._serve()
@@ -117,7 +119,8 @@ class Manager:
         main.add_secure_port(cfg.listen_addr, creds)
         join = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                            options=[("grpc.so_reuseport", 0)])
-        pbg.add_CAServicer_to_server(CAService(self.store, self.proposer, self.manager_addrs), join)  # type: ignore[arg-type]
+        pbg.add_CAServicer_to_server(CAService(self.store, self._proposer(), self.manager_addrs,
+                                                self._check_ready), join)  # type: ignore[arg-type]
         join.add_secure_port(
             with_port(cfg.listen_addr, 1),
             grpc.ssl_server_credentials([(cfg.server_key, cfg.server_cert_chain)]),
@@ -125,6 +128,10 @@ class Manager:
         for s in (main, join):
             s.start()
             self._servers.append(s)
+
+    def _proposer(self) -> Proposer:
+        assert self.proposer is not None, "start() first"
+        return self.proposer
 
     def stop(self) -> None:
         self._leadership(False)
@@ -155,6 +162,14 @@ class Manager:
             if n.role == pb.MANAGER and n.manager_status.addr
         ]
 
+    def _check_ready(self) -> None:
+        if not self.ready.is_set():
+            raise NotLeader(
+                "manager is starting: the cluster state is not loaded yet"
+                if self._leading or (self.raft is not None and self.raft.leader() is None)
+                else "this manager is not the leader"
+            )
+
     def _history_limit(self) -> int:
         c = self.store.cluster
         return int(c.spec.task_history_limit) if c and c.spec.task_history_limit else 5
@@ -168,17 +183,36 @@ class Manager:
         if leading:
             threading.Thread(target=self._become_leader, daemon=True, name="take-lead").start()
         else:
+            self.ready.clear()
             self.leader_loop.stop()
             self.dispatcher.stop()
 
+    def _barrier(self, timeout: float = 30.0) -> bool:
+        """Commit an empty entry: once it applies, every earlier entry has applied too."""
+        assert self.raft is not None
+        done = threading.Event()
+        ok: list[bool] = []
+
+        def cb(_result: object, error: object) -> None:
+            ok.append(error == 0)
+            done.set()
+
+        self.raft.submit(pb.CommandBatch(timestamp=self._clock.now()).SerializeToString(), cb)
+        return done.wait(timeout) and ok == [True]
+
     def _become_leader(self) -> None:
+        if not self._barrier():
+            self._log.warning("manager.barrier_failed")
+            return
         if self.store.cluster is None and self.cfg.bootstrap is not None:
             assert self.proposer is not None
             try:
                 self.proposer.propose(list(self.cfg.bootstrap.commands))
             except ManagerError as e:
                 self._log.error("manager.bootstrap_failed", error=str(e))
+                return
         if self._leading:
+            self.ready.set()
             self.dispatcher.start()
             self.leader_loop.start()
 

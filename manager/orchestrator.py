@@ -330,3 +330,12 @@ def _trim_history(plan: _Plan, group: list[pb.Task], keep: pb.Task | None, creat
     for t in sorted(group, key=_age, reverse=True)[max(0, plan.limit - created) :]:
         if t.status.state >= COMPLETE and t is not keep:
             plan.remove(t)
+
+
+def matches_placement(node: pb.Node, exprs: Iterable[str]) -> bool:
+    """Whether a node satisfies a service's placement constraints (unparsable: no)."""
+    try:
+        constraints = [parse_constraint(e) for e in exprs]
+    except ConstraintError:
+        return False
+    return _node_matches(node, constraints)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import IO, Any
+from typing import Any, TextIO
 
 import structlog
 
 
-def setup(stream: IO[str] | None = None, level: str = "info", json: bool = True) -> None:
+def setup(stream: TextIO | None = None, level: str = "info", json: bool = True) -> None:
     """Configure structlog once per process. Keys are dotted and stable (node.id, task.id)."""
     lvl = getattr(logging, level.upper(), logging.INFO)
     renderer: Any = (

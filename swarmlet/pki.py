@@ -195,7 +195,7 @@ def fetch_ca_by_digest(addr: str, digest: str, timeout: float = 5.0) -> bytes:
             socket.create_connection((host, int(port)), timeout=timeout) as raw,
             ctx.wrap_socket(raw, server_hostname=MANAGER_SERVER_NAME) as tls,
         ):
-            chain = tls._sslobj.get_unverified_chain() or []  # type: ignore[union-attr]
+            chain = tls._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
             ders = [c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]  # type: ignore
     except (OSError, ValueError) as e:
         raise PKIError(f"cannot reach a manager at {addr}: {e}") from None

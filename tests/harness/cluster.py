@@ -59,7 +59,7 @@ class LocalCluster:
 
     def swarm(self, *args: str, node: str = "manager-1", check: bool = True,
               timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        cmd = [*SWARM, *args, "--data-dir", str(self.nodes.get(node, self.tmp / node))]
+        cmd = [*SWARM, "--data-dir", str(self.nodes.get(node, self.tmp / node)), *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env,
                               timeout=timeout, cwd=ROOT)
         if check and proc.returncode != 0:
@@ -117,10 +117,10 @@ class LocalCluster:
             pidf = path / "swarmd.pid"
             if pidf.exists():
                 _kill(int(pidf.read_text()))
-            for taskpid in path.glob("agent/**/*.pid"):
+            for taskpid in path.glob("agent/**/pid.json"):
                 try:
-                    _kill_group(int(taskpid.read_text().split()[0]))
-                except ValueError:
+                    _kill_group(int(json.loads(taskpid.read_text())["pid"]))
+                except (ValueError, KeyError, OSError):
                     pass
 
 
