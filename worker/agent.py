@@ -5,8 +5,9 @@ One loop thread per agent does everything stateful -- connecting and reconnectin
 (by sequence number, older ones ignored), driving tasks (worker.driver), flushing status
 batches (worker.reporter). It sleeps on its inbox, which receives session events from
 the session's reader thread, finished runtime operations from the pool, and commands
-from stop()/leave()/poke(). Threads per agent: the loop, one session reader, and
-gRPC's own request-stream thread; plus a small op pool for blocking runtimes only.
+from stop()/leave()/poke(). Threads per agent: the loop and one session reader (plus
+gRPC's own two per stream: request consumer and channel poller), and a small op pool
+for blocking runtimes only -- a sim task costs no thread.
 
 stop() ends the session but leaves tasks running (they outlive the agent; a new agent
 on the same state directory re-adopts them). leave() stops and removes every task first.

@@ -16,6 +16,7 @@ when `runtime.wait(task_id, 0)` is asked.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from worker.state import StateStore
 
 RETRY_S = 2.0  # a failed shutdown/remove is tried again after this long
 POOL_SIZE = 8
+TOMBSTONES = 1000  # removed task ids remembered, so that a task never runs twice
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class TaskDriver:
         self._log = log
         self._tasks: dict[str, TaskRecord] = {}
         self._dirty: set[str] = set()
+        self._removed: OrderedDict[str, pb.TaskStatus] = OrderedDict()
         self._lock = threading.Lock()  # guards _tasks membership for snapshot()
         self._pool: ThreadPoolExecutor | None = None
         if runtime.blocking:
@@ -117,7 +120,10 @@ class TaskDriver:
             for t in tasks:
                 seen.add(t.id)
                 rec = self._tasks.get(t.id)
-                if rec is None:
+                if rec is None and t.id in self._removed:
+                    # listed again by a manager whose view lags: repeat the final status
+                    self._reporter.add(t.id, self._removed[t.id])
+                elif rec is None:
                     self._new(t)
                 elif t.desired_state != rec.task.desired_state or not rec.listed:
                     rec.task = t
@@ -273,6 +279,9 @@ class TaskDriver:
             self._tasks.pop(rec.task.id, None)
         self._dirty.discard(rec.task.id)
         self._store.delete_task(rec.task.id)
+        self._removed[rec.task.id] = rec.status
+        while len(self._removed) > TOMBSTONES:
+            self._removed.popitem(last=False)
         self._log.debug("task.removed", **_keys(rec.task))
 
     def _recover(self, rec: TaskRecord) -> None:

@@ -78,7 +78,6 @@ class Session:
         self._out: queue.SimpleQueue[pb.WorkerMessage | None] = queue.SimpleQueue()
         self._out.put(pb.WorkerMessage(hello=hello))
         self._closed = False
-        self._drained = threading.Event()
         stub = pb_grpc.DispatcherStub(channel)
         self._call = stub.Session(self._requests())
         self._reader = threading.Thread(
@@ -91,26 +90,24 @@ class Session:
             self._out.put(msg)
 
     def close(self, drain_s: float = 0.0) -> None:
-        """End the call. With drain_s > 0, first give queued messages that long to go out
-        (gRPC hands a request to the wire before it asks for the next one)."""
+        """End the call. With drain_s > 0, end the request stream first and give the
+        manager up to that long to read what was queued and finish the call (a cancel
+        would discard messages it has received but not yet read)."""
         if self._closed:
             return
         self._closed = True
         self._out.put(None)
-        if drain_s > 0:
-            self._drained.wait(drain_s)
+        if drain_s > 0 and threading.current_thread() is not self._reader:
+            self._reader.join(drain_s)
         self._call.cancel()
         self._channel.close()
 
     def _requests(self) -> Iterator[pb.WorkerMessage]:
-        try:
-            while True:
-                msg = self._out.get()
-                if msg is None:
-                    return
-                yield msg
-        finally:
-            self._drained.set()
+        while True:
+            msg = self._out.get()
+            if msg is None:
+                return
+            yield msg
 
     def _read(self) -> None:
         try:

@@ -169,7 +169,7 @@ class FakeDispatcher(pb_grpc.DispatcherServicer):
     ) -> Iterator[pb.ManagerMessage]:
         while context.is_active():
             try:
-                item = sess.out.get(timeout=0.1)
+                item = sess.out.get(timeout=1.0)
             except queue.Empty:
                 continue
             if item is None:

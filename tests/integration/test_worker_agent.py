@@ -304,3 +304,17 @@ def test_local_leave_removes_everything(env: Env) -> None:
     assert not (env.tmp / "runtime" / "t1").exists()
     assert env.left == []  # on_leave is for manager-initiated leave only
     wait_for(lambda: env.state("t1") == S.SHUTDOWN)
+
+
+def test_removed_task_listed_again_is_not_rerun(env: Env) -> None:
+    stub = StubRuntime(RealClock())
+    agent = env.agent(runtime=stub)
+    env.fd.assign([task("t1", env=("SIM_EXIT=3",))])
+    wait_for(state_is(env, "t1", S.FAILED))
+    env.fd.assign([])
+    wait_for(lambda: not agent.task_statuses())
+    n = len(env.fd.updates())
+    env.fd.assign([task("t1", env=("SIM_EXIT=3",))])  # a lagging manager lists it again
+    wait_for(lambda: len(env.fd.updates()) > n)
+    assert env.fd.updates()[-1].status.state == S.FAILED
+    assert stub.count("start") == 1 and not agent.task_statuses()
