@@ -47,6 +47,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=200)
     p.add_argument("--replicas", type=int, default=5000)
+    p.add_argument("--timeout", type=float, default=120)
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="swarmlet-bench-") as t:
         tmp = Path(t)
@@ -67,9 +68,14 @@ def main() -> int:
             t0 = time.monotonic()
             client.create_service(spec)
             t_created = time.monotonic() - t0
-            while running(client, "bench") < args.replicas:
-                if time.monotonic() - t0 > 300:
-                    raise SystemExit("did not converge within 300s")
+            last_report = t0
+            while (n := running(client, "bench")) < args.replicas:
+                now = time.monotonic()
+                if now - t0 > args.timeout:
+                    raise SystemExit(f"did not converge within {args.timeout}s ({n} running)")
+                if now - last_report > 5:
+                    print(f"  {now - t0:.0f}s: {n} running", flush=True)
+                    last_report = now
                 time.sleep(0.05)
             took = time.monotonic() - t0
             print(f"service create returned in {t_created * 1000:.0f} ms")

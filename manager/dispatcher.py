@@ -113,8 +113,8 @@ class Dispatcher(pbg.DispatcherServicer):
     def on_events(self, events: list[Event]) -> None:
         touched: set[str] = set()
         for e in events:
-            if e.kind != "task":
-                continue
+            if e.kind != "task" or e.op == "progress":
+                continue  # progress reports never change a node's task set
             task = self._store.tasks.get(e.id)
             old = self._task_node.get(e.id)
             if task is not None and task.node_id:
@@ -134,8 +134,23 @@ class Dispatcher(pbg.DispatcherServicer):
     # ------------------------------------------------------------------ heartbeats
 
     def _watch(self) -> None:
-        while not self._halt.wait(self.period / 4):
+        tick = self.period / 4
+        expected = self._clock.monotonic() + tick
+        while not self._halt.wait(max(0.0, expected - self._clock.monotonic())):
+            stalled = self._clock.monotonic() - expected
+            if stalled > self.period / 2:
+                # this manager was not running (overloaded or paused): silence was ours,
+                # not the workers'; give everyone the lost time back
+                self._forgive(stalled)
             self._check_heartbeats()
+            expected = self._clock.monotonic() + tick
+
+    def _forgive(self, seconds: float) -> None:
+        self._log.warning("dispatcher.stalled", seconds=round(seconds, 2))
+        with self._lock:
+            for node_id in self._seen:
+                self._seen[node_id] += seconds
+            self._started_at += seconds
 
     def _check_heartbeats(self) -> None:
         now = self._clock.monotonic()

@@ -45,7 +45,8 @@ class LeaderLoop:
         self.passes = 0
 
     def on_events(self, events: list[Event]) -> None:
-        if any(e.kind in ("service", "task", "node", "cluster") for e in events):
+        # a task making progress towards RUNNING needs no decision; anything else may
+        if any(e.op != "progress" for e in events):
             self._wake.set()
 
     def start(self) -> None:

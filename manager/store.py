@@ -23,7 +23,8 @@ from swarmlet.states import RUNNING, is_terminal
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One object changed: kind is service|task|node|cluster; op is create|update|remove."""
+    """One object changed: kind is service|task|node|cluster; op is create|update|remove,
+    or for task status reports "progress" (still running or on its way) or "ended"."""
 
     kind: str
     id: str
@@ -235,7 +236,9 @@ class Store:
             new.status.timestamp = now
         self._stamp(new, now, False)
         self._put_task(new)
-        return [Event("task", new.id, "update")]
+        # "progress": the task moved between non-terminal states (nothing to decide on);
+        # "ended": it reached a terminal state
+        return [Event("task", new.id, "ended" if is_terminal(new.status.state) else "progress")]
 
     def _op_assign_task(self, a: pb.AssignTask, expected: int, now: float) -> list[Event]:
         old = self._task(a.task_id)
