@@ -76,18 +76,21 @@ def replica_counts(tasks: int, services: int, rng: random.Random) -> list[int]:
     return counts
 
 
-def make_tasks(tasks: int, nodes: list[NodeInfo], rng: random.Random) -> list[TaskRequest]:
-    """~200 services sized so demand is ~55% of the cluster's cpu and ~50% of its memory."""
+def make_tasks(
+    tasks: int, nodes: list[NodeInfo], rng: random.Random, cpu_load: float, mem_load: float
+) -> list[TaskRequest]:
+    """~200 services sized so the demand is `cpu_load` of the cluster's cpu, `mem_load` of
+    its memory."""
     services = min(200, tasks)
     counts = replica_counts(tasks, services, rng)
     sizes = [(rng.choice(TASK_CPUS), rng.choice(TASK_MEM_MIB)) for _ in range(services)]
     cpu_scale = (
-        0.55
+        cpu_load
         * sum(n.cpu_capacity for n in nodes)
         / sum(c * s[0] * CPU for c, s in zip(counts, sizes, strict=True))
     )
     mem_scale = (
-        0.50
+        mem_load
         * sum(n.mem_capacity for n in nodes)
         / sum(c * s[1] * MIB for c, s in zip(counts, sizes, strict=True))
     )
@@ -136,11 +139,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--nodes", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cpu-load", type=float, default=0.55, help="demand / cluster cpu")
+    parser.add_argument("--mem-load", type=float, default=0.50, help="demand / cluster memory")
     parser.add_argument("--strategy", default="binpack", choices=["binpack", "spread"])
     args = parser.parse_args()
     rng = random.Random(args.seed)
     nodes = make_nodes(args.nodes, rng)
-    tasks = make_tasks(args.tasks, nodes, rng)
+    tasks = make_tasks(args.tasks, nodes, rng, args.cpu_load, args.mem_load)
     start = time.perf_counter()
     result = schedule(nodes, tasks, args.strategy, seed=args.seed)
     seconds = time.perf_counter() - start

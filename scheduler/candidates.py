@@ -28,11 +28,14 @@ class Candidates:
 
     __slots__ = ("heap", "entry_fn", "idle", "cursor", "offered")
 
-    def __init__(self, states: Sequence[NodeState], entry_fn: EntryFn, pool_idle: bool) -> None:
-        """`states` are the group's eligible nodes, largest first when `pool_idle`."""
+    def __init__(
+        self, states: Sequence[NodeState], entry_fn: EntryFn, pool_idle: bool, idle_from: int = 0
+    ) -> None:
+        """`states` are the group's eligible nodes, largest first when `pool_idle`; the
+        idle ones among them come at or after index `idle_from`."""
         self.entry_fn = entry_fn
         self.idle: Sequence[NodeState] = states if pool_idle else ()
-        self.cursor = 0
+        self.cursor = idle_from
         self.offered: NodeState | None = None
         scored = [s for s in states if s.in_use] if pool_idle else states
         self.heap = [e for e in map(entry_fn, scored) if e is not None]

@@ -20,13 +20,21 @@ from `scheduler.filters.explain_unplaced`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scheduler.candidates import Candidates, Tree
 from scheduler.constraints import Constraint, Preference, parse_constraint, parse_preference
 from scheduler.errors import ConstraintError, SchedulerError
-from scheduler.filters import Filter, explain_unplaced, filter_chain, static_chain
+from scheduler.filters import (
+    NO_NODES,
+    Filter,
+    count_rejections,
+    filter_chain,
+    format_reason,
+    static_chain,
+)
 from scheduler.scoring import STRATEGIES, make_entry_fn, pools_idle
 from scheduler.state import NodeState, build_states, open_working_set
 from scheduler.types import NodeInfo, Placement, ScheduleResult, TaskRequest
@@ -42,13 +50,6 @@ class _Group:
     tasks: list[TaskRequest] = field(default_factory=list)
 
 
-def _requirements(task: TaskRequest) -> tuple[object, ...]:
-    return (
-        task.service_id, task.cpu, task.mem, task.constraints,
-        task.max_replicas_per_node, task.preferences,
-    )  # fmt: skip
-
-
 def _parse(task: TaskRequest) -> tuple[tuple[Constraint, ...], tuple[Preference, ...]]:
     constraints = tuple(parse_constraint(expr) for expr in task.constraints)
     return constraints, tuple(parse_preference(expr) for expr in task.preferences)
@@ -56,36 +57,39 @@ def _parse(task: TaskRequest) -> tuple[tuple[Constraint, ...], tuple[Preference,
 
 def _make_groups(tasks: Sequence[TaskRequest]) -> tuple[list[_Group], dict[str, str]]:
     """Group the tasks; tasks whose constraints do not parse go straight to unplaced."""
+    if len({task.id for task in tasks}) != len(tasks):
+        counts = Counter(task.id for task in tasks)
+        duplicate = min(task_id for task_id, n in counts.items() if n > 1)
+        raise SchedulerError(f"duplicate task id {duplicate!r} in the task list")
     groups: dict[tuple[object, ...], _Group] = {}
     unplaced: dict[str, str] = {}
-    seen: set[str] = set()
     bad: dict[tuple[object, ...], str] = {}
     for task in tasks:
-        if task.id in seen:
-            raise SchedulerError(f"duplicate task id {task.id!r} in the task list")
-        seen.add(task.id)
-        key = _requirements(task)
+        key = (task.service_id, task.cpu, task.mem, task.constraints,
+               task.max_replicas_per_node, task.preferences)  # fmt: skip
         group = groups.get(key)
-        if group is None and key not in bad:
-            try:
-                group = groups[key] = _Group(task, *_parse(task))
-            except ConstraintError as exc:
-                bad[key] = str(exc)
         if group is None:
-            unplaced[task.id] = bad[key]
-        else:
-            group.tasks.append(task)
+            if key not in bad:
+                try:
+                    group = groups[key] = _Group(task, *_parse(task))
+                except ConstraintError as exc:
+                    bad[key] = str(exc)
+            if group is None:
+                unplaced[task.id] = bad[key]
+                continue
+        group.tasks.append(task)
     return list(groups.values()), unplaced
 
 
-def _service_totals(states: Sequence[NodeState], tasks: Sequence[TaskRequest]) -> dict[str, int]:
-    """Per service: tasks already on nodes plus tasks in this call."""
+def _service_totals(states: Sequence[NodeState], groups: Sequence[_Group]) -> dict[str, int]:
+    """Per service: tasks already on nodes plus tasks to place in this call."""
     totals: dict[str, int] = {}
     for state in states:
         for service_id, count in state.service_tasks.items():
             totals[service_id] = totals.get(service_id, 0) + count
-    for task in tasks:
-        totals[task.service_id] = totals.get(task.service_id, 0) + 1
+    for group in groups:
+        service_id = group.first.service_id
+        totals[service_id] = totals.get(service_id, 0) + len(group.tasks)
     return totals
 
 
@@ -105,6 +109,10 @@ def _order_groups(groups: list[_Group], states: Sequence[NodeState]) -> list[_Gr
     return sorted(groups, key=key)
 
 
+def _constraints_key(constraints: Sequence[Constraint]) -> tuple[str, ...]:
+    return tuple(sorted({str(c) for c in constraints}))
+
+
 class _Call:
     """The state of one `schedule` call: node states, caches and the results so far."""
 
@@ -115,11 +123,13 @@ class _Call:
         self.placements: list[Placement] = []
         self.unplaced: dict[str, str] = {}
         self._eligible: dict[tuple[str, ...], list[NodeState]] = {}
+        self._idle_from: dict[int, int] = {}
+        self._static_counts: dict[tuple[str, ...], list[int]] = {}
         self._base: list[NodeState] | None = None
 
     def eligible(self, constraints: tuple[Constraint, ...]) -> list[NodeState]:
         """Nodes passing the static filters for `constraints` (cached per constraint set)."""
-        key = tuple(sorted({str(c) for c in constraints}))
+        key = _constraints_key(constraints)
         found = self._eligible.get(key)
         if found is None:
             if self._base is None:
@@ -128,6 +138,15 @@ class _Call:
             found.sort(key=lambda s: (-s.size, s.rank))
             self._eligible[key] = found
         return found
+
+    def idle_from(self, eligible: list[NodeState]) -> int:
+        """Index of the first idle node in `eligible`: nodes never become idle again within
+        a call, so the in-use prefix of a list only grows (amortised O(len) per list)."""
+        index = self._idle_from.get(id(eligible), 0)
+        while index < len(eligible) and eligible[index].in_use:
+            index += 1
+        self._idle_from[id(eligible)] = index
+        return index
 
     @staticmethod
     def _pass(states: list[NodeState], chain: Sequence[Filter]) -> list[NodeState]:
@@ -146,12 +165,29 @@ class _Call:
             tree = Tree.build(eligible, group.preferences, entry_fn, first.service_id, pool_idle)
             placed = self._fill_tree(tree, group.tasks)
         else:
-            placed = self._fill(Candidates(eligible, entry_fn, pool_idle), group.tasks)
+            candidates = Candidates(eligible, entry_fn, pool_idle, self.idle_from(eligible))
+            placed = self._fill(candidates, group.tasks)
         if placed < len(group.tasks):
-            chain = filter_chain(first, group.constraints)
-            reason = explain_unplaced(chain, first, self.states)
+            reason = self.explain(group)
             for task in group.tasks[placed:]:
                 self.unplaced[task.id] = reason
+
+    def explain(self, group: _Group) -> str:
+        """The reason no node takes the group's next task: `explain_unplaced` over all
+        nodes, with the static filters' counts cached per constraint set."""
+        if not self.states:
+            return NO_NODES
+        first, constraints = group.first, group.constraints
+        chain = filter_chain(first, constraints)
+        static = len(static_chain(constraints))
+        key = tuple(str(c) for c in constraints)  # the chain has one filter per constraint
+        counts = self._static_counts.get(key)
+        if counts is None:
+            counts = count_rejections(chain[:static], first, self.states)
+            self._static_counts[key] = counts
+        eligible = self.eligible(constraints)
+        dynamic = count_rejections(chain[static:], first, eligible)
+        return format_reason(chain, counts + dynamic)
 
     def _fill(self, candidates: Candidates, tasks: Sequence[TaskRequest]) -> int:
         """Place `tasks` in order on the best candidates; return how many were placed."""
@@ -195,12 +231,11 @@ def schedule(
         raise SchedulerError(f"unknown strategy {strategy!r}: expected binpack or spread")
     states = build_states(nodes, seed)
     groups, unplaced = _make_groups(tasks)
-    open_working_set(
-        states,
-        sum(g.first.cpu * len(g.tasks) for g in groups),
-        sum(g.first.mem * len(g.tasks) for g in groups),
-    )
-    call = _Call(states, strategy, _service_totals(states, tasks))
+    if strategy == "binpack":
+        demand_cpu = sum(g.first.cpu * len(g.tasks) for g in groups)
+        demand_mem = sum(g.first.mem * len(g.tasks) for g in groups)
+        open_working_set(states, demand_cpu, demand_mem)
+    call = _Call(states, strategy, _service_totals(states, groups))
     call.unplaced.update(unplaced)
     for group in _order_groups(groups, states):
         call.place_group(group)

@@ -17,7 +17,7 @@ with the same arithmetic as `CpuFilter`, `MemoryFilter` and `MaxReplicasFilter`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from scheduler.constraints import Constraint
 from scheduler.types import NodeView, TaskRequest
@@ -131,17 +131,29 @@ def filter_chain(task: TaskRequest, constraints: Sequence[Constraint]) -> list[F
     return [f for f in chain if f.applies(task)]
 
 
-def explain_unplaced(chain: Sequence[Filter], task: TaskRequest, nodes: Sequence[NodeView]) -> str:
-    """Why no node takes `task`: each node counted under the first filter rejecting it."""
-    if not nodes:
-        return NO_NODES
+def count_rejections(
+    chain: Sequence[Filter], task: TaskRequest, nodes: Iterable[NodeView]
+) -> list[int]:
+    """Per filter of `chain`, how many `nodes` it is the first to reject."""
     counts = [0] * len(chain)
     for node in nodes:
         for index, filt in enumerate(chain):
             if not filt.check(task, node):
                 counts[index] += 1
                 break
+    return counts
+
+
+def format_reason(chain: Sequence[Filter], counts: Sequence[int]) -> str:
+    """`no suitable node (part; part)` from per-filter rejection counts."""
     parts = [filt.explain(n) for filt, n in zip(chain, counts, strict=True) if n]
     if not parts:
         return "no suitable node"
     return f"no suitable node ({'; '.join(parts)})"
+
+
+def explain_unplaced(chain: Sequence[Filter], task: TaskRequest, nodes: Sequence[NodeView]) -> str:
+    """Why no node takes `task`: each node counted under the first filter rejecting it."""
+    if not nodes:
+        return NO_NODES
+    return format_reason(chain, count_rejections(chain, task, nodes))

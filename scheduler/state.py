@@ -98,11 +98,14 @@ def open_working_set(states: Sequence[NodeState], cpu: int, mem: int) -> None:
     idle nodes until the free capacity of the set covers `cpu` and `mem` (the demand of
     the call). Filling a set sized to the demand lets the balance term mix tasks of
     different shapes on each node instead of filling nodes one at a time."""
-    cpu -= sum(s.cpu_capacity - s.cpu_reserved for s in states if s.in_use)
-    mem -= sum(s.mem_capacity - s.mem_reserved for s in states if s.in_use)
+    usable = [s for s in states if s.ready and s.availability == "active"]
+    for state in usable:
+        if state.in_use:
+            cpu -= max(state.cpu_capacity - state.cpu_reserved, 0)
+            mem -= max(state.mem_capacity - state.mem_reserved, 0)
     if cpu <= 0 and mem <= 0:
         return
-    idle = [s for s in states if not s.in_use and s.ready and s.availability == "active"]
+    idle = [s for s in usable if not s.in_use]
     idle.sort(key=lambda s: (-s.size, s.rank))
     for state in idle:
         if cpu <= 0 and mem <= 0:
