@@ -29,6 +29,7 @@ from scheduler.constraints import Constraint, Preference, parse_constraint, pars
 from scheduler.errors import ConstraintError, SchedulerError
 from scheduler.filters import (
     NO_NODES,
+    ConstraintFilter,
     Filter,
     count_rejections,
     filter_chain,
@@ -134,7 +135,7 @@ class _Call:
         if found is None:
             if self._base is None:
                 self._base = self._pass(self.states, static_chain(()))
-            found = self._pass(self._base, static_chain(constraints)[3:])
+            found = self._pass(self._base, [ConstraintFilter(c) for c in constraints])
             found.sort(key=lambda s: (-s.size, s.rank))
             self._eligible[key] = found
         return found
