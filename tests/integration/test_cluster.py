@@ -220,3 +220,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
+
+
+def test_control_api_over_mutual_tls_needs_a_manager_certificate(cluster: LocalCluster) -> None:
+    import grpc
+
+    from swarmlet.api import swarmlet_pb2 as pb
+    from swarmlet.api import swarmlet_pb2_grpc as pbg
+    from swarmlet.nodeconfig import read_certs
+    from swarmlet.pki import MANAGER_SERVER_NAME
+
+    opts = [("grpc.ssl_target_name_override", MANAGER_SERVER_NAME)]
+
+    def list_nodes(node: str) -> int:
+        ca, cert, key = read_certs(cluster.nodes[node])
+        creds = grpc.ssl_channel_credentials(ca, key, cert)
+        with grpc.secure_channel(cluster.manager_addr, creds, options=opts) as ch:
+            return len(pbg.ControlStub(ch).ListNodes(pb.Empty(), timeout=10).nodes)
+
+    assert list_nodes("manager-1") == 3
+    with pytest.raises(grpc.RpcError) as err:
+        list_nodes("worker-1")
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    ca, _, _ = read_certs(cluster.nodes["manager-1"])
+    with grpc.secure_channel(cluster.manager_addr, grpc.ssl_channel_credentials(ca),
+                             options=opts) as ch, pytest.raises(grpc.RpcError):
+        pbg.ControlStub(ch).ListNodes(pb.Empty(), timeout=5)
