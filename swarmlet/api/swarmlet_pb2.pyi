@@ -315,6 +315,26 @@ Global___Placement: _TypeAlias = Placement  # noqa: Y015
 class ContainerSpec(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     IMAGE_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
     ARGS_FIELD_NUMBER: _builtins.int
@@ -323,11 +343,25 @@ class ContainerSpec(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     STOP_GRACE_PERIOD_S_FIELD_NUMBER: _builtins.int
+    MOUNTS_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    HEALTHCHECK_FIELD_NUMBER: _builtins.int
+    PIDS_LIMIT_FIELD_NUMBER: _builtins.int
+    STOP_SIGNAL_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
+    CONFIGS_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     dir: _builtins.str
     user: _builtins.str
     hostname: _builtins.str
     stop_grace_period_s: _builtins.float
+    read_only: _builtins.bool
+    """read-only root filesystem"""
+    pids_limit: _builtins.int
+    """0 = runtime default"""
+    stop_signal: _builtins.str
+    """default SIGTERM"""
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """entrypoint override"""
@@ -338,6 +372,16 @@ class ContainerSpec(_message.Message):
     def env(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """"K=V" """
 
+    @_builtins.property
+    def mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Mount]: ...
+    @_builtins.property
+    def healthcheck(self) -> Global___HealthConfig: ...
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___SecretReference]: ...
+    @_builtins.property
+    def configs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfigReference]: ...
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
         self,
         *,
@@ -349,14 +393,190 @@ class ContainerSpec(_message.Message):
         user: _builtins.str = ...,
         hostname: _builtins.str = ...,
         stop_grace_period_s: _builtins.float = ...,
+        mounts: _abc.Iterable[Global___Mount] | None = ...,
+        read_only: _builtins.bool = ...,
+        healthcheck: Global___HealthConfig | None = ...,
+        pids_limit: _builtins.int = ...,
+        stop_signal: _builtins.str = ...,
+        secrets: _abc.Iterable[Global___SecretReference] | None = ...,
+        configs: _abc.Iterable[Global___ConfigReference] | None = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["healthcheck", b"healthcheck"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "dir", b"dir", "env", b"env", "hostname", b"hostname", "image", b"image", "stop_grace_period_s", b"stop_grace_period_s", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "command", b"command", "configs", b"configs", "dir", b"dir", "env", b"env", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "labels", b"labels", "mounts", b"mounts", "pids_limit", b"pids_limit", "read_only", b"read_only", "secrets", b"secrets", "stop_grace_period_s", b"stop_grace_period_s", "stop_signal", b"stop_signal", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContainerSpec: _TypeAlias = ContainerSpec  # noqa: Y015
+
+@_typing.final
+class Mount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    TMPFS_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """bind | volume | tmpfs"""
+    source: _builtins.str
+    """host path (bind) or volume name (volume)"""
+    target: _builtins.str
+    """path inside the container"""
+    read_only: _builtins.bool
+    tmpfs_size_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        source: _builtins.str = ...,
+        target: _builtins.str = ...,
+        read_only: _builtins.bool = ...,
+        tmpfs_size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_only", b"read_only", "source", b"source", "target", b"target", "tmpfs_size_bytes", b"tmpfs_size_bytes", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Mount: _TypeAlias = Mount  # noqa: Y015
+
+@_typing.final
+class HealthConfig(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_FIELD_NUMBER: _builtins.int
+    INTERVAL_S_FIELD_NUMBER: _builtins.int
+    TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    RETRIES_FIELD_NUMBER: _builtins.int
+    START_PERIOD_S_FIELD_NUMBER: _builtins.int
+    interval_s: _builtins.float
+    """default 30 s"""
+    timeout_s: _builtins.float
+    """default 30 s"""
+    retries: _builtins.int
+    """default 3"""
+    start_period_s: _builtins.float
+    """default 0"""
+    @_builtins.property
+    def test(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """["CMD", argv...] | ["CMD-SHELL", "cmd"] | ["NONE"]"""
+
+    def __init__(
+        self,
+        *,
+        test: _abc.Iterable[_builtins.str] | None = ...,
+        interval_s: _builtins.float = ...,
+        timeout_s: _builtins.float = ...,
+        retries: _builtins.int = ...,
+        start_period_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval_s", b"interval_s", "retries", b"retries", "start_period_s", b"start_period_s", "test", b"test", "timeout_s", b"timeout_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthConfig: _TypeAlias = HealthConfig  # noqa: Y015
+
+@_typing.final
+class SecretReference(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_ID_FIELD_NUMBER: _builtins.int
+    SECRET_NAME_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    GID_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    secret_id: _builtins.str
+    secret_name: _builtins.str
+    target: _builtins.str
+    """file name under /run/secrets (default: the name)"""
+    uid: _builtins.int
+    gid: _builtins.int
+    mode: _builtins.int
+    """default 0444"""
+    def __init__(
+        self,
+        *,
+        secret_id: _builtins.str = ...,
+        secret_name: _builtins.str = ...,
+        target: _builtins.str = ...,
+        uid: _builtins.int = ...,
+        gid: _builtins.int = ...,
+        mode: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gid", b"gid", "mode", b"mode", "secret_id", b"secret_id", "secret_name", b"secret_name", "target", b"target", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecretReference: _TypeAlias = SecretReference  # noqa: Y015
+
+@_typing.final
+class ConfigReference(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_ID_FIELD_NUMBER: _builtins.int
+    CONFIG_NAME_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    GID_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    config_id: _builtins.str
+    config_name: _builtins.str
+    target: _builtins.str
+    """absolute path (default: /<name>)"""
+    uid: _builtins.int
+    gid: _builtins.int
+    mode: _builtins.int
+    """default 0444"""
+    def __init__(
+        self,
+        *,
+        config_id: _builtins.str = ...,
+        config_name: _builtins.str = ...,
+        target: _builtins.str = ...,
+        uid: _builtins.int = ...,
+        gid: _builtins.int = ...,
+        mode: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_id", b"config_id", "config_name", b"config_name", "gid", b"gid", "mode", b"mode", "target", b"target", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigReference: _TypeAlias = ConfigReference  # noqa: Y015
+
+@_typing.final
+class NetworkAttachmentConfig(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    target: _builtins.str
+    """network id or name"""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        target: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkAttachmentConfig: _TypeAlias = NetworkAttachmentConfig  # noqa: Y015
 
 @_typing.final
 class TaskSpec(_message.Message):
@@ -367,6 +587,7 @@ class TaskSpec(_message.Message):
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
     PLACEMENT_FIELD_NUMBER: _builtins.int
     FORCE_UPDATE_FIELD_NUMBER: _builtins.int
+    NETWORKS_FIELD_NUMBER: _builtins.int
     force_update: _builtins.int
     @_builtins.property
     def container(self) -> Global___ContainerSpec: ...
@@ -376,6 +597,8 @@ class TaskSpec(_message.Message):
     def restart_policy(self) -> Global___RestartPolicy: ...
     @_builtins.property
     def placement(self) -> Global___Placement: ...
+    @_builtins.property
+    def networks(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkAttachmentConfig]: ...
     def __init__(
         self,
         *,
@@ -384,10 +607,11 @@ class TaskSpec(_message.Message):
         restart_policy: Global___RestartPolicy | None = ...,
         placement: Global___Placement | None = ...,
         force_update: _builtins.int = ...,
+        networks: _abc.Iterable[Global___NetworkAttachmentConfig] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "placement", b"placement", "resources", b"resources", "restart_policy", b"restart_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "force_update", b"force_update", "placement", b"placement", "resources", b"resources", "restart_policy", b"restart_policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "force_update", b"force_update", "networks", b"networks", "placement", b"placement", "resources", b"resources", "restart_policy", b"restart_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -584,6 +808,59 @@ class ServiceSpec(_message.Message):
 Global___ServiceSpec: _TypeAlias = ServiceSpec  # noqa: Y015
 
 @_typing.final
+class VirtualIP(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_ID_FIELD_NUMBER: _builtins.int
+    ADDR_FIELD_NUMBER: _builtins.int
+    network_id: _builtins.str
+    addr: _builtins.str
+    """CIDR, e.g. 10.0.1.2/24"""
+    def __init__(
+        self,
+        *,
+        network_id: _builtins.str = ...,
+        addr: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addr", b"addr", "network_id", b"network_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VirtualIP: _TypeAlias = VirtualIP  # noqa: Y015
+
+@_typing.final
+class Endpoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    VIRTUAL_IPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spec(self) -> Global___EndpointSpec:
+        """as allocated (published ports filled in)"""
+
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___PortConfig]: ...
+    @_builtins.property
+    def virtual_ips(self) -> _containers.RepeatedCompositeFieldContainer[Global___VirtualIP]: ...
+    def __init__(
+        self,
+        *,
+        spec: Global___EndpointSpec | None = ...,
+        ports: _abc.Iterable[Global___PortConfig] | None = ...,
+        virtual_ips: _abc.Iterable[Global___VirtualIP] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ports", b"ports", "spec", b"spec", "virtual_ips", b"virtual_ips"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Endpoint: _TypeAlias = Endpoint  # noqa: Y015
+
+@_typing.final
 class UpdateStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -622,6 +899,7 @@ class Service(_message.Message):
     PREVIOUS_SPEC_FIELD_NUMBER: _builtins.int
     UPDATE_STATUS_FIELD_NUMBER: _builtins.int
     SPEC_VERSION_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     spec_version: _builtins.int
     """bumps when spec changes (tasks record it)"""
@@ -633,6 +911,8 @@ class Service(_message.Message):
     def previous_spec(self) -> Global___ServiceSpec: ...
     @_builtins.property
     def update_status(self) -> Global___UpdateStatus: ...
+    @_builtins.property
+    def endpoint(self) -> Global___Endpoint: ...
     def __init__(
         self,
         *,
@@ -642,10 +922,11 @@ class Service(_message.Message):
         previous_spec: Global___ServiceSpec | None = ...,
         update_status: Global___UpdateStatus | None = ...,
         spec_version: _builtins.int = ...,
+        endpoint: Global___Endpoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "previous_spec", b"previous_spec", "spec", b"spec", "update_status", b"update_status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "meta", b"meta", "previous_spec", b"previous_spec", "spec", b"spec", "update_status", b"update_status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "meta", b"meta", "previous_spec", b"previous_spec", "spec", b"spec", "spec_version", b"spec_version", "update_status", b"update_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "id", b"id", "meta", b"meta", "previous_spec", b"previous_spec", "spec", b"spec", "spec_version", b"spec_version", "update_status", b"update_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -662,6 +943,8 @@ class TaskStatus(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     HAS_EXIT_CODE_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    OOM_KILLED_FIELD_NUMBER: _builtins.int
     timestamp: _builtins.float
     state: Global___TaskState.ValueType
     message: _builtins.str
@@ -671,6 +954,9 @@ class TaskStatus(_message.Message):
     exit_code: _builtins.int
     has_exit_code: _builtins.bool
     pid: _builtins.int
+    health: _builtins.str
+    """"" (no check) | starting | healthy | unhealthy"""
+    oom_killed: _builtins.bool
     def __init__(
         self,
         *,
@@ -681,10 +967,12 @@ class TaskStatus(_message.Message):
         exit_code: _builtins.int = ...,
         has_exit_code: _builtins.bool = ...,
         pid: _builtins.int = ...,
+        health: _builtins.str = ...,
+        oom_killed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["err", b"err", "exit_code", b"exit_code", "has_exit_code", b"has_exit_code", "message", b"message", "pid", b"pid", "state", b"state", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["err", b"err", "exit_code", b"exit_code", "has_exit_code", b"has_exit_code", "health", b"health", "message", b"message", "oom_killed", b"oom_killed", "pid", b"pid", "state", b"state", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -706,6 +994,8 @@ class Task(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     RESTART_ATTEMPT_FIELD_NUMBER: _builtins.int
     NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    NETWORKS_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     service_id: _builtins.str
     service_name: _builtins.str
@@ -726,6 +1016,12 @@ class Task(_message.Message):
     def spec(self) -> Global___TaskSpec: ...
     @_builtins.property
     def status(self) -> Global___TaskStatus: ...
+    @_builtins.property
+    def networks(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkAttachment]: ...
+    @_builtins.property
+    def endpoint(self) -> Global___Endpoint:
+        """the service's endpoint when the task was allocated"""
+
     def __init__(
         self,
         *,
@@ -741,14 +1037,226 @@ class Task(_message.Message):
         status: Global___TaskStatus | None = ...,
         restart_attempt: _builtins.int = ...,
         not_before: _builtins.float = ...,
+        networks: _abc.Iterable[Global___NetworkAttachment] | None = ...,
+        endpoint: Global___Endpoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "spec", b"spec", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "meta", b"meta", "spec", b"spec", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["desired_state", b"desired_state", "id", b"id", "meta", b"meta", "node_id", b"node_id", "not_before", b"not_before", "restart_attempt", b"restart_attempt", "service_id", b"service_id", "service_name", b"service_name", "slot", b"slot", "spec", b"spec", "spec_version", b"spec_version", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["desired_state", b"desired_state", "endpoint", b"endpoint", "id", b"id", "meta", b"meta", "networks", b"networks", "node_id", b"node_id", "not_before", b"not_before", "restart_attempt", b"restart_attempt", "service_id", b"service_id", "service_name", b"service_name", "slot", b"slot", "spec", b"spec", "spec_version", b"spec_version", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class NetworkAttachment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_FIELD_NUMBER: _builtins.int
+    ADDRESSES_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def network(self) -> Global___Network: ...
+    @_builtins.property
+    def addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """CIDR addresses of this task on the network"""
+
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        network: Global___Network | None = ...,
+        addresses: _abc.Iterable[_builtins.str] | None = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["network", b"network"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "aliases", b"aliases", "network", b"network"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkAttachment: _TypeAlias = NetworkAttachment  # noqa: Y015
+
+@_typing.final
+class NetworkSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANNOTATIONS_FIELD_NUMBER: _builtins.int
+    DRIVER_FIELD_NUMBER: _builtins.int
+    SUBNET_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    ATTACHABLE_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    INGRESS_FIELD_NUMBER: _builtins.int
+    driver: _builtins.str
+    """overlay"""
+    subnet: _builtins.str
+    """CIDR; allocated from the pool when empty"""
+    gateway: _builtins.str
+    attachable: _builtins.bool
+    internal: _builtins.bool
+    ingress: _builtins.bool
+    @_builtins.property
+    def annotations(self) -> Global___Annotations: ...
+    def __init__(
+        self,
+        *,
+        annotations: Global___Annotations | None = ...,
+        driver: _builtins.str = ...,
+        subnet: _builtins.str = ...,
+        gateway: _builtins.str = ...,
+        attachable: _builtins.bool = ...,
+        internal: _builtins.bool = ...,
+        ingress: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "attachable", b"attachable", "driver", b"driver", "gateway", b"gateway", "ingress", b"ingress", "internal", b"internal", "subnet", b"subnet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkSpec: _TypeAlias = NetworkSpec  # noqa: Y015
+
+@_typing.final
+class Network(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    VNI_FIELD_NUMBER: _builtins.int
+    SUBNET_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    vni: _builtins.int
+    subnet: _builtins.str
+    """as allocated"""
+    gateway: _builtins.str
+    @_builtins.property
+    def meta(self) -> Global___Meta: ...
+    @_builtins.property
+    def spec(self) -> Global___NetworkSpec: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        meta: Global___Meta | None = ...,
+        spec: Global___NetworkSpec | None = ...,
+        vni: _builtins.int = ...,
+        subnet: _builtins.str = ...,
+        gateway: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gateway", b"gateway", "id", b"id", "meta", b"meta", "spec", b"spec", "subnet", b"subnet", "vni", b"vni"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Network: _TypeAlias = Network  # noqa: Y015
+
+@_typing.final
+class SecretSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANNOTATIONS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """encrypted at rest in the store"""
+    @_builtins.property
+    def annotations(self) -> Global___Annotations: ...
+    def __init__(
+        self,
+        *,
+        annotations: Global___Annotations | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecretSpec: _TypeAlias = SecretSpec  # noqa: Y015
+
+@_typing.final
+class Secret(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def meta(self) -> Global___Meta: ...
+    @_builtins.property
+    def spec(self) -> Global___SecretSpec:
+        """data is never returned by the control API"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        meta: Global___Meta | None = ...,
+        spec: Global___SecretSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "meta", b"meta", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Secret: _TypeAlias = Secret  # noqa: Y015
+
+@_typing.final
+class ConfigSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANNOTATIONS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    @_builtins.property
+    def annotations(self) -> Global___Annotations: ...
+    def __init__(
+        self,
+        *,
+        annotations: Global___Annotations | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigSpec: _TypeAlias = ConfigSpec  # noqa: Y015
+
+@_typing.final
+class Config(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def meta(self) -> Global___Meta: ...
+    @_builtins.property
+    def spec(self) -> Global___ConfigSpec: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        meta: Global___Meta | None = ...,
+        spec: Global___ConfigSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "meta", b"meta", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Config: _TypeAlias = Config  # noqa: Y015
 
 @_typing.final
 class NodeSpec(_message.Message):
@@ -1171,6 +1679,13 @@ class Command(_message.Message):
     NODE_STATUS_FIELD_NUMBER: _builtins.int
     REMOVE_NODE_FIELD_NUMBER: _builtins.int
     PUT_CLUSTER_FIELD_NUMBER: _builtins.int
+    CREATE_NETWORK_FIELD_NUMBER: _builtins.int
+    UPDATE_NETWORK_FIELD_NUMBER: _builtins.int
+    REMOVE_NETWORK_FIELD_NUMBER: _builtins.int
+    CREATE_SECRET_FIELD_NUMBER: _builtins.int
+    REMOVE_SECRET_FIELD_NUMBER: _builtins.int
+    CREATE_CONFIG_FIELD_NUMBER: _builtins.int
+    REMOVE_CONFIG_FIELD_NUMBER: _builtins.int
     expected_version: _builtins.int
     """expected_version: for update_* commands, the Meta.version the change was
     computed from; 0 skips the check.
@@ -1178,6 +1693,9 @@ class Command(_message.Message):
     remove_service: _builtins.str
     remove_task: _builtins.str
     remove_node: _builtins.str
+    remove_network: _builtins.str
+    remove_secret: _builtins.str
+    remove_config: _builtins.str
     @_builtins.property
     def create_service(self) -> Global___Service: ...
     @_builtins.property
@@ -1200,6 +1718,14 @@ class Command(_message.Message):
     def node_status(self) -> Global___UpdateNodeStatus: ...
     @_builtins.property
     def put_cluster(self) -> Global___Cluster: ...
+    @_builtins.property
+    def create_network(self) -> Global___Network: ...
+    @_builtins.property
+    def update_network(self) -> Global___Network: ...
+    @_builtins.property
+    def create_secret(self) -> Global___Secret: ...
+    @_builtins.property
+    def create_config(self) -> Global___Config: ...
     def __init__(
         self,
         *,
@@ -1218,12 +1744,19 @@ class Command(_message.Message):
         node_status: Global___UpdateNodeStatus | None = ...,
         remove_node: _builtins.str = ...,
         put_cluster: Global___Cluster | None = ...,
+        create_network: Global___Network | None = ...,
+        update_network: Global___Network | None = ...,
+        remove_network: _builtins.str = ...,
+        create_secret: Global___Secret | None = ...,
+        remove_secret: _builtins.str = ...,
+        create_config: Global___Config | None = ...,
+        remove_config: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_node", b"create_node", "create_service", b"create_service", "create_task", b"create_task", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_node", b"remove_node", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_node", b"create_node", "create_service", b"create_service", "create_task", b"create_task", "expected_version", b"expected_version", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_node", b"remove_node", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "expected_version", b"expected_version", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["create_service", "update_service", "remove_service", "create_task", "task_status", "assign_task", "set_task_pending", "set_task_desired", "remove_task", "create_node", "update_node", "node_status", "remove_node", "put_cluster"]  # noqa: Y015
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["create_service", "update_service", "remove_service", "create_task", "task_status", "assign_task", "set_task_pending", "set_task_desired", "remove_task", "create_node", "update_node", "node_status", "remove_node", "put_cluster", "create_network", "update_network", "remove_network", "create_secret", "remove_secret", "create_config", "remove_config"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
 
@@ -1790,6 +2323,431 @@ class LeaveRequest(_message.Message):
 Global___LeaveRequest: _TypeAlias = LeaveRequest  # noqa: Y015
 
 @_typing.final
+class PromoteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    role: Global___NodeRole.ValueType
+    """MANAGER = promote, WORKER = demote"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        role: Global___NodeRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromoteRequest: _TypeAlias = PromoteRequest  # noqa: Y015
+
+@_typing.final
+class InitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORCE_NEW_CLUSTER_FIELD_NUMBER: _builtins.int
+    force_new_cluster: _builtins.bool
+    def __init__(
+        self,
+        *,
+        force_new_cluster: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force_new_cluster", b"force_new_cluster"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InitRequest: _TypeAlias = InitRequest  # noqa: Y015
+
+@_typing.final
+class LogsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    TAIL_FIELD_NUMBER: _builtins.int
+    TIMESTAMPS_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    """id or name"""
+    follow: _builtins.bool
+    tail: _builtins.int
+    """lines per task from the end; -1 = all"""
+    timestamps: _builtins.bool
+    task: _builtins.str
+    """only this task (id or prefix), optional"""
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        follow: _builtins.bool = ...,
+        tail: _builtins.int = ...,
+        timestamps: _builtins.bool = ...,
+        task: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "service", b"service", "tail", b"tail", "task", b"task", "timestamps", b"timestamps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogsRequest: _TypeAlias = LogsRequest  # noqa: Y015
+
+@_typing.final
+class LogLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    node_id: _builtins.str
+    service_name: _builtins.str
+    slot: _builtins.int
+    timestamp: _builtins.float
+    stream: _builtins.str
+    """stdout | stderr"""
+    data: _builtins.bytes
+    """one line, without the newline"""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        service_name: _builtins.str = ...,
+        slot: _builtins.int = ...,
+        timestamp: _builtins.float = ...,
+        stream: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "node_id", b"node_id", "service_name", b"service_name", "slot", b"slot", "stream", b"stream", "task_id", b"task_id", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogLine: _TypeAlias = LogLine  # noqa: Y015
+
+@_typing.final
+class CreateNetworkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spec(self) -> Global___NetworkSpec: ...
+    def __init__(
+        self,
+        *,
+        spec: Global___NetworkSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateNetworkRequest: _TypeAlias = CreateNetworkRequest  # noqa: Y015
+
+@_typing.final
+class NetworkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def network(self) -> Global___Network: ...
+    def __init__(
+        self,
+        *,
+        network: Global___Network | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["network", b"network"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["network", b"network"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkResponse: _TypeAlias = NetworkResponse  # noqa: Y015
+
+@_typing.final
+class ListNetworksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def networks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Network]: ...
+    def __init__(
+        self,
+        *,
+        networks: _abc.Iterable[Global___Network] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["networks", b"networks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNetworksResponse: _TypeAlias = ListNetworksResponse  # noqa: Y015
+
+@_typing.final
+class CreateSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spec(self) -> Global___SecretSpec: ...
+    def __init__(
+        self,
+        *,
+        spec: Global___SecretSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSecretRequest: _TypeAlias = CreateSecretRequest  # noqa: Y015
+
+@_typing.final
+class SecretResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def secret(self) -> Global___Secret: ...
+    def __init__(
+        self,
+        *,
+        secret: Global___Secret | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["secret", b"secret"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecretResponse: _TypeAlias = SecretResponse  # noqa: Y015
+
+@_typing.final
+class ListSecretsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Secret]: ...
+    def __init__(
+        self,
+        *,
+        secrets: _abc.Iterable[Global___Secret] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["secrets", b"secrets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSecretsResponse: _TypeAlias = ListSecretsResponse  # noqa: Y015
+
+@_typing.final
+class CreateConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spec(self) -> Global___ConfigSpec: ...
+    def __init__(
+        self,
+        *,
+        spec: Global___ConfigSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateConfigRequest: _TypeAlias = CreateConfigRequest  # noqa: Y015
+
+@_typing.final
+class ConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config(self) -> Global___Config: ...
+    def __init__(
+        self,
+        *,
+        config: Global___Config | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigResponse: _TypeAlias = ConfigResponse  # noqa: Y015
+
+@_typing.final
+class ListConfigsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def configs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Config]: ...
+    def __init__(
+        self,
+        *,
+        configs: _abc.Iterable[Global___Config] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configs", b"configs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConfigsResponse: _TypeAlias = ListConfigsResponse  # noqa: Y015
+
+@_typing.final
+class Image(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """sha256:... of the image config"""
+    size: _builtins.int
+    created: _builtins.float
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """name:tag references"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        size: _builtins.int = ...,
+        created: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "id", b"id", "size", b"size", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Image: _TypeAlias = Image  # noqa: Y015
+
+@_typing.final
+class ImageRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    INSECURE_FIELD_NUMBER: _builtins.int
+    ref: _builtins.str
+    insecure: _builtins.bool
+    def __init__(
+        self,
+        *,
+        ref: _builtins.str = ...,
+        insecure: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["insecure", b"insecure", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageRef: _TypeAlias = ImageRef  # noqa: Y015
+
+@_typing.final
+class ImagePath(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """a file on the node running the daemon"""
+    ref: _builtins.str
+    """name:tag for rootfs imports"""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImagePath: _TypeAlias = ImagePath  # noqa: Y015
+
+@_typing.final
+class ImageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___Image]: ...
+    def __init__(
+        self,
+        *,
+        images: _abc.Iterable[Global___Image] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageResponse: _TypeAlias = ImageResponse  # noqa: Y015
+
+@_typing.final
+class ClusterStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEADER_ID_FIELD_NUMBER: _builtins.int
+    MANAGERS_FIELD_NUMBER: _builtins.int
+    REACHABLE_FIELD_NUMBER: _builtins.int
+    RAFT_ENTRIES_FIELD_NUMBER: _builtins.int
+    RAFT_COMMANDS_FIELD_NUMBER: _builtins.int
+    leader_id: _builtins.str
+    managers: _builtins.int
+    reachable: _builtins.int
+    raft_entries: _builtins.int
+    """entries proposed by this manager's proposer"""
+    raft_commands: _builtins.int
+    def __init__(
+        self,
+        *,
+        leader_id: _builtins.str = ...,
+        managers: _builtins.int = ...,
+        reachable: _builtins.int = ...,
+        raft_entries: _builtins.int = ...,
+        raft_commands: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leader_id", b"leader_id", "managers", b"managers", "raft_commands", b"raft_commands", "raft_entries", b"raft_entries", "reachable", b"reachable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterStatus: _TypeAlias = ClusterStatus  # noqa: Y015
+
+@_typing.final
 class IssueRequest(_message.Message):
     """---------------------------------------------------------------- CA (join)"""
 
@@ -1830,14 +2788,22 @@ class IssueResponse(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     CLUSTER_ID_FIELD_NUMBER: _builtins.int
     MANAGERS_FIELD_NUMBER: _builtins.int
+    RAFT_SECRET_FIELD_NUMBER: _builtins.int
+    RAFT_PEERS_FIELD_NUMBER: _builtins.int
     cert_pem: _builtins.bytes
     ca_pem: _builtins.bytes
     node_id: _builtins.str
     role: Global___NodeRole.ValueType
     cluster_id: _builtins.str
+    raft_secret: _builtins.str
+    """managers only"""
     @_builtins.property
     def managers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """host:port of managers"""
+
+    @_builtins.property
+    def raft_peers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """managers only: host:port of the Raft members"""
 
     def __init__(
         self,
@@ -1848,14 +2814,35 @@ class IssueResponse(_message.Message):
         role: Global___NodeRole.ValueType = ...,
         cluster_id: _builtins.str = ...,
         managers: _abc.Iterable[_builtins.str] | None = ...,
+        raft_secret: _builtins.str = ...,
+        raft_peers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "cert_pem", b"cert_pem", "cluster_id", b"cluster_id", "managers", b"managers", "node_id", b"node_id", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "cert_pem", b"cert_pem", "cluster_id", b"cluster_id", "managers", b"managers", "node_id", b"node_id", "raft_peers", b"raft_peers", "raft_secret", b"raft_secret", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IssueResponse: _TypeAlias = IssueResponse  # noqa: Y015
+
+@_typing.final
+class RenewRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CSR_PEM_FIELD_NUMBER: _builtins.int
+    csr_pem: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        csr_pem: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csr_pem", b"csr_pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewRequest: _TypeAlias = RenewRequest  # noqa: Y015
 
 @_typing.final
 class Hello(_message.Message):
@@ -1918,30 +2905,98 @@ class StatusBatch(_message.Message):
 Global___StatusBatch: _TypeAlias = StatusBatch  # noqa: Y015
 
 @_typing.final
+class LogSubscription(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TASK_IDS_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    TAIL_FIELD_NUMBER: _builtins.int
+    CLOSE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    follow: _builtins.bool
+    tail: _builtins.int
+    """-1 = all"""
+    close: _builtins.bool
+    """stop following"""
+    @_builtins.property
+    def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        task_ids: _abc.Iterable[_builtins.str] | None = ...,
+        follow: _builtins.bool = ...,
+        tail: _builtins.int = ...,
+        close: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "follow", b"follow", "id", b"id", "tail", b"tail", "task_ids", b"task_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogSubscription: _TypeAlias = LogSubscription  # noqa: Y015
+
+@_typing.final
+class LogBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    done: _builtins.bool
+    """no more lines will come (not following, or closed)"""
+    error: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogLine]: ...
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___LogLine] | None = ...,
+        done: _builtins.bool = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "error", b"error", "lines", b"lines", "subscription_id", b"subscription_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogBatch: _TypeAlias = LogBatch  # noqa: Y015
+
+@_typing.final
 class WorkerMessage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HELLO_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
+    LOGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
     def statuses(self) -> Global___StatusBatch: ...
+    @_builtins.property
+    def logs(self) -> Global___LogBatch: ...
     def __init__(
         self,
         *,
         hello: Global___Hello | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         statuses: Global___StatusBatch | None = ...,
+        logs: Global___LogBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "msg", b"msg", "statuses", b"statuses"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "msg", b"msg", "statuses", b"statuses"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "msg", b"msg", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "msg", b"msg", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["hello", "heartbeat", "statuses"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["hello", "heartbeat", "statuses", "logs"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
@@ -1983,22 +3038,84 @@ class Assignments(_message.Message):
 
     SEQUENCE_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
+    CONFIGS_FIELD_NUMBER: _builtins.int
+    NETWORKS_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]: ...
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Secret]:
+        """decrypted, only those the node's tasks use"""
+
+    @_builtins.property
+    def configs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Config]: ...
+    @_builtins.property
+    def networks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Network]:
+        """networks the node's tasks attach to"""
+
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkEndpoint]:
+        """remote task endpoints on those networks"""
+
     def __init__(
         self,
         *,
         sequence: _builtins.int = ...,
         tasks: _abc.Iterable[Global___Task] | None = ...,
+        secrets: _abc.Iterable[Global___Secret] | None = ...,
+        configs: _abc.Iterable[Global___Config] | None = ...,
+        networks: _abc.Iterable[Global___Network] | None = ...,
+        endpoints: _abc.Iterable[Global___NetworkEndpoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configs", b"configs", "endpoints", b"endpoints", "networks", b"networks", "secrets", b"secrets", "sequence", b"sequence", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Assignments: _TypeAlias = Assignments  # noqa: Y015
+
+@_typing.final
+class NetworkEndpoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    NODE_ADDR_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    network_id: _builtins.str
+    task_id: _builtins.str
+    node_addr: _builtins.str
+    """underlay address of the node hosting it"""
+    address: _builtins.str
+    """CIDR address of the task on the network"""
+    mac: _builtins.str
+    service_name: _builtins.str
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        network_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        node_addr: _builtins.str = ...,
+        address: _builtins.str = ...,
+        mac: _builtins.str = ...,
+        service_name: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "aliases", b"aliases", "mac", b"mac", "network_id", b"network_id", "node_addr", b"node_addr", "service_name", b"service_name", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkEndpoint: _TypeAlias = NetworkEndpoint  # noqa: Y015
 
 @_typing.final
 class ManagerMessage(_message.Message):
@@ -2007,24 +3124,32 @@ class ManagerMessage(_message.Message):
     SESSION_FIELD_NUMBER: _builtins.int
     ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     LEAVE_FIELD_NUMBER: _builtins.int
+    LOGS_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def session(self) -> Global___SessionInfo: ...
     @_builtins.property
     def assignments(self) -> Global___Assignments: ...
     @_builtins.property
     def leave(self) -> Global___Leave: ...
+    @_builtins.property
+    def logs(self) -> Global___LogSubscription: ...
+    @_builtins.property
+    def role(self) -> Global___RoleChange: ...
     def __init__(
         self,
         *,
         session: Global___SessionInfo | None = ...,
         assignments: Global___Assignments | None = ...,
         leave: Global___Leave | None = ...,
+        logs: Global___LogSubscription | None = ...,
+        role: Global___RoleChange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "leave", b"leave", "msg", b"msg", "session", b"session"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "leave", b"leave", "logs", b"logs", "msg", b"msg", "role", b"role", "session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "leave", b"leave", "msg", b"msg", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "leave", b"leave", "logs", b"logs", "msg", b"msg", "role", b"role", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["session", "assignments", "leave"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["session", "assignments", "leave", "logs", "role"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
@@ -2050,6 +3175,29 @@ class Leave(_message.Message):
 Global___Leave: _TypeAlias = Leave  # noqa: Y015
 
 @_typing.final
+class RoleChange(_message.Message):
+    """The node's desired role changed: it renews its certificate (CA.Renew) and starts or
+    stops its manager.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    role: Global___NodeRole.ValueType
+    def __init__(
+        self,
+        *,
+        role: Global___NodeRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoleChange: _TypeAlias = RoleChange  # noqa: Y015
+
+@_typing.final
 class StoreSnapshot(_message.Message):
     """---------------------------------------------------------------- snapshots"""
 
@@ -2060,6 +3208,9 @@ class StoreSnapshot(_message.Message):
     NODES_FIELD_NUMBER: _builtins.int
     SERVICES_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
+    NETWORKS_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
+    CONFIGS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     @_builtins.property
     def cluster(self) -> Global___Cluster: ...
@@ -2069,6 +3220,12 @@ class StoreSnapshot(_message.Message):
     def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___Service]: ...
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]: ...
+    @_builtins.property
+    def networks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Network]: ...
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Secret]: ...
+    @_builtins.property
+    def configs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Config]: ...
     def __init__(
         self,
         *,
@@ -2077,10 +3234,13 @@ class StoreSnapshot(_message.Message):
         nodes: _abc.Iterable[Global___Node] | None = ...,
         services: _abc.Iterable[Global___Service] | None = ...,
         tasks: _abc.Iterable[Global___Task] | None = ...,
+        networks: _abc.Iterable[Global___Network] | None = ...,
+        secrets: _abc.Iterable[Global___Secret] | None = ...,
+        configs: _abc.Iterable[Global___Config] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "index", b"index", "nodes", b"nodes", "services", b"services", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "configs", b"configs", "index", b"index", "networks", b"networks", "nodes", b"nodes", "secrets", b"secrets", "services", b"services", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -104,6 +104,111 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.LeaveRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
                 _registered_method=True)
+        self.PromoteNode = channel.unary_unary(
+                '/swarmlet.Control/PromoteNode',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.NodeResponse.FromString,
+                _registered_method=True)
+        self.RollbackService = channel.unary_unary(
+                '/swarmlet.Control/RollbackService',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ServiceResponse.FromString,
+                _registered_method=True)
+        self.ServiceLogs = channel.unary_stream(
+                '/swarmlet.Control/ServiceLogs',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.LogsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.LogLine.FromString,
+                _registered_method=True)
+        self.CreateNetwork = channel.unary_unary(
+                '/swarmlet.Control/CreateNetwork',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.NetworkResponse.FromString,
+                _registered_method=True)
+        self.GetNetwork = channel.unary_unary(
+                '/swarmlet.Control/GetNetwork',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.NetworkResponse.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/swarmlet.Control/ListNetworks',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.RemoveNetwork = channel.unary_unary(
+                '/swarmlet.Control/RemoveNetwork',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateSecret = channel.unary_unary(
+                '/swarmlet.Control/CreateSecret',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.CreateSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.SecretResponse.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/swarmlet.Control/GetSecret',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.SecretResponse.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/swarmlet.Control/ListSecrets',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecret = channel.unary_unary(
+                '/swarmlet.Control/RemoveSecret',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateConfig = channel.unary_unary(
+                '/swarmlet.Control/CreateConfig',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.CreateConfigRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ConfigResponse.FromString,
+                _registered_method=True)
+        self.GetConfig = channel.unary_unary(
+                '/swarmlet.Control/GetConfig',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ConfigResponse.FromString,
+                _registered_method=True)
+        self.ListConfigs = channel.unary_unary(
+                '/swarmlet.Control/ListConfigs',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ListConfigsResponse.FromString,
+                _registered_method=True)
+        self.RemoveConfig = channel.unary_unary(
+                '/swarmlet.Control/RemoveConfig',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ImageList = channel.unary_unary(
+                '/swarmlet.Control/ImageList',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+                _registered_method=True)
+        self.ImageRemove = channel.unary_unary(
+                '/swarmlet.Control/ImageRemove',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageRef.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+                _registered_method=True)
+        self.ImagePull = channel.unary_unary(
+                '/swarmlet.Control/ImagePull',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageRef.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+                _registered_method=True)
+        self.ImageLoad = channel.unary_unary(
+                '/swarmlet.Control/ImageLoad',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImagePath.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+                _registered_method=True)
+        self.ImageImport = channel.unary_unary(
+                '/swarmlet.Control/ImageImport',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImagePath.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+                _registered_method=True)
+        self.GetClusterStatus = channel.unary_unary(
+                '/swarmlet.Control/GetClusterStatus',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ClusterStatus.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -193,6 +298,132 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PromoteNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ServiceLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImageList(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImageRemove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImagePull(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImageLoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImageImport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClusterStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +496,111 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Leave,
                     request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.LeaveRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            ),
+            'PromoteNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteNode,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.PromoteRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.NodeResponse.SerializeToString,
+            ),
+            'RollbackService': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackService,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ServiceResponse.SerializeToString,
+            ),
+            'ServiceLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.ServiceLogs,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.LogsRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.LogLine.SerializeToString,
+            ),
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.NetworkResponse.SerializeToString,
+            ),
+            'GetNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNetwork,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.NetworkResponse.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNetwork,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            ),
+            'CreateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecret,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.CreateSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.SecretResponse.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.SecretResponse.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'RemoveSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecret,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            ),
+            'CreateConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConfig,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.CreateConfigRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ConfigResponse.SerializeToString,
+            ),
+            'GetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfig,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ConfigResponse.SerializeToString,
+            ),
+            'ListConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConfigs,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ListConfigsResponse.SerializeToString,
+            ),
+            'RemoveConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveConfig,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            ),
+            'ImageList': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageList,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.SerializeToString,
+            ),
+            'ImageRemove': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageRemove,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageRef.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.SerializeToString,
+            ),
+            'ImagePull': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImagePull,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageRef.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.SerializeToString,
+            ),
+            'ImageLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageLoad,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImagePath.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.SerializeToString,
+            ),
+            'ImageImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageImport,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.ImagePath.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.SerializeToString,
+            ),
+            'GetClusterStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClusterStatus,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.ClusterStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -655,6 +991,573 @@ class Control:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def PromoteNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/PromoteNode',
+            swarmlet_dot_api_dot_swarmlet__pb2.PromoteRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.NodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/RollbackService',
+            swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServiceLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarmlet.Control/ServiceLogs',
+            swarmlet_dot_api_dot_swarmlet__pb2.LogsRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.LogLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/CreateNetwork',
+            swarmlet_dot_api_dot_swarmlet__pb2.CreateNetworkRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.NetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/GetNetwork',
+            swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.NetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/ListNetworks',
+            swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/RemoveNetwork',
+            swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/CreateSecret',
+            swarmlet_dot_api_dot_swarmlet__pb2.CreateSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.SecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/GetSecret',
+            swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.SecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/ListSecrets',
+            swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/RemoveSecret',
+            swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/CreateConfig',
+            swarmlet_dot_api_dot_swarmlet__pb2.CreateConfigRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/GetConfig',
+            swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/ListConfigs',
+            swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ListConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/RemoveConfig',
+            swarmlet_dot_api_dot_swarmlet__pb2.IdRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/ImageList',
+            swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageRemove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/ImageRemove',
+            swarmlet_dot_api_dot_swarmlet__pb2.ImageRef.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImagePull(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/ImagePull',
+            swarmlet_dot_api_dot_swarmlet__pb2.ImageRef.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/ImageLoad',
+            swarmlet_dot_api_dot_swarmlet__pb2.ImagePath.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/ImageImport',
+            swarmlet_dot_api_dot_swarmlet__pb2.ImagePath.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClusterStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.Control/GetClusterStatus',
+            swarmlet_dot_api_dot_swarmlet__pb2.Empty.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CAStub:
     """Missing associated documentation comment in .proto file."""
@@ -670,6 +1573,11 @@ class CAStub:
                 request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IssueRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IssueResponse.FromString,
                 _registered_method=True)
+        self.Renew = channel.unary_unary(
+                '/swarmlet.CA/Renew',
+                request_serializer=swarmlet_dot_api_dot_swarmlet__pb2.RenewRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IssueResponse.FromString,
+                _registered_method=True)
 
 
 class CAServicer:
@@ -681,12 +1589,24 @@ class CAServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Renew(self, request, context):
+        """on the mutual-TLS port: a node gets a certificate for its current role
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CAServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Issue': grpc.unary_unary_rpc_method_handler(
                     servicer.Issue,
                     request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.IssueRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IssueResponse.SerializeToString,
+            ),
+            'Renew': grpc.unary_unary_rpc_method_handler(
+                    servicer.Renew,
+                    request_deserializer=swarmlet_dot_api_dot_swarmlet__pb2.RenewRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_swarmlet__pb2.IssueResponse.SerializeToString,
             ),
     }
@@ -716,6 +1636,33 @@ class CA:
             target,
             '/swarmlet.CA/Issue',
             swarmlet_dot_api_dot_swarmlet__pb2.IssueRequest.SerializeToString,
+            swarmlet_dot_api_dot_swarmlet__pb2.IssueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Renew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.CA/Renew',
+            swarmlet_dot_api_dot_swarmlet__pb2.RenewRequest.SerializeToString,
             swarmlet_dot_api_dot_swarmlet__pb2.IssueResponse.FromString,
             options,
             channel_credentials,
