@@ -30,8 +30,12 @@ class CAService(pbg.CAServicer):
         proposer: Proposer,
         managers: Callable[[], list[str]],
         ready: Callable[[], None] = lambda: None,
+        add_member: Callable[[str], None] | None = None,
+        forward: Callable[[str, pb.IssueRequest], pb.IssueResponse | None] | None = None,
     ) -> None:
         self._ready = ready
+        self._add_member = add_member
+        self._forward = forward
         self._store = store
         self._proposer = proposer
         self._managers = managers
@@ -45,10 +49,20 @@ class CAService(pbg.CAServicer):
 
     def Issue(self, request: pb.IssueRequest, context: Any) -> pb.IssueResponse:  # noqa: N802
         try:
+            if self._forward is not None:
+                forwarded = self._forward("Issue", request)
+                if forwarded is not None:
+                    return forwarded
             return self._issue(request)
         except _Refused as e:
             context.abort(e.code, str(e))
             raise  # not reached: abort raises
+        except grpc.RpcError as e:
+            context.abort(e.code(), e.details())
+            raise
+        except ManagerError as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            raise
 
     def _issue(self, request: pb.IssueRequest) -> pb.IssueResponse:
         try:
@@ -69,19 +83,8 @@ class CAService(pbg.CAServicer):
                 "invalid join token (it may have been rotated; ask a manager for the current "
                 "one with: swarm join-token worker)",
             )
-        if role == "manager":
-            raise _Refused(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "joining as a manager is not supported yet: this cluster runs a single manager",
-            )
         node_id = new_id()
-        node = pb.Node(
-            id=node_id,
-            role=pb.WORKER,
-            spec=pb.NodeSpec(desired_role=pb.WORKER, availability=pb.ACTIVE),
-            description=pb.NodeDescription(hostname=request.hostname),
-            status=pb.NodeStatus(state=pb.UNKNOWN, addr=request.advertise_addr),
-        )
+        node = self._new_node(node_id, role, request)
         try:
             cert = sign_csr(
                 cluster.ca_cert_pem.encode(),
@@ -96,15 +99,57 @@ class CAService(pbg.CAServicer):
             raise _Refused(grpc.StatusCode.UNAVAILABLE, str(e)) from None
         if not result.ok:
             raise _Refused(grpc.StatusCode.ABORTED, result.error)
-        self._log.info("ca.joined", **{"node.id": node_id, "node.hostname": request.hostname})
-        return pb.IssueResponse(
+        resp = pb.IssueResponse(
             cert_pem=cert,
             ca_pem=cluster.ca_cert_pem.encode(),
             node_id=node_id,
-            role=pb.WORKER,
+            role=node.role,
             cluster_id=cluster.id,
-            managers=self._managers(),
         )
+        if role == "manager":
+            self._join_raft(node, resp, cluster)
+        resp.managers.extend(self._managers())
+        self._log.info("ca.joined", role=role,
+                       **{"node.id": node_id, "node.hostname": request.hostname})
+        return resp
+
+    def _new_node(self, node_id: str, role: str, request: pb.IssueRequest) -> pb.Node:
+        host, _, port = request.advertise_addr.rpartition(":")
+        if role == "worker":
+            return pb.Node(
+                id=node_id, role=pb.WORKER,
+                spec=pb.NodeSpec(desired_role=pb.WORKER, availability=pb.ACTIVE),
+                description=pb.NodeDescription(hostname=request.hostname),
+                status=pb.NodeStatus(state=pb.UNKNOWN, addr=host or request.advertise_addr),
+            )
+        if not host or not port.isdigit():
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                           "advertise-addr: a manager needs IP:PORT")
+        return pb.Node(
+            id=node_id, role=pb.MANAGER,
+            spec=pb.NodeSpec(desired_role=pb.MANAGER, availability=pb.ACTIVE),
+            description=pb.NodeDescription(hostname=request.hostname),
+            status=pb.NodeStatus(state=pb.UNKNOWN, addr=host),
+            manager_status=pb.ManagerStatus(
+                addr=request.advertise_addr, raft_addr=f"{host}:{int(port) + 2}",
+                reachability="unreachable",
+            ),
+        )
+
+    def _join_raft(self, node: pb.Node, resp: pb.IssueResponse, cluster: pb.Cluster) -> None:
+        raft_addr = node.manager_status.raft_addr
+        peers = [
+            n.manager_status.raft_addr for n in self._store.all_nodes()
+            if n.role == pb.MANAGER and n.id != node.id and n.manager_status.raft_addr
+        ]
+        try:
+            assert self._add_member is not None
+            self._add_member(raft_addr)
+        except ManagerError as e:
+            self._proposer.propose([pb.Command(remove_node=node.id)])
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+        resp.raft_secret = cluster.raft_secret
+        resp.raft_peers.extend(peers)
 
 
 class _Refused(Exception):

@@ -59,12 +59,14 @@ class ControlService(pbg.ControlServicer):
         leader_node_id: Callable[[], str | None],
         on_node_removed: Callable[[str], None],
         ready: Callable[[], None] = lambda: None,
+        raft: Any = None,
     ) -> None:
         self._store = store
         self._proposer = proposer
         self._leader_node_id = leader_node_id
         self._on_node_removed = on_node_removed
         self._ready = ready
+        self._raft = raft
 
     def _commit(self, cmd: pb.Command, conflict: str | None = None) -> None:
         result = self._proposer.propose([cmd])[0]
@@ -172,7 +174,11 @@ class ControlService(pbg.ControlServicer):
         out = pb.Node()
         out.CopyFrom(node)
         out.manager_status.leader = node.id == self._leader_node_id()
-        out.manager_status.reachability = "reachable"
+        reachable = out.manager_status.leader
+        if not reachable and self._raft is not None:
+            key = f"partner_node_status_server_{node.manager_status.raft_addr}"
+            reachable = self._raft.status().get(key) == 2
+        out.manager_status.reachability = "reachable" if reachable else "unreachable"
         return out
 
     @grpc_errors

@@ -79,12 +79,14 @@ class Dispatcher(pbg.DispatcherServicer):
         self._started_at = 0.0
         self._log = log.get("dispatcher")
         self._monitor: threading.Thread | None = None
+        self.leader_hint: Callable[[], str] = lambda: ""
 
     # ------------------------------------------------------------------ leadership
 
     def start(self) -> None:
-        """Begin serving sessions; every known node gets a fresh heartbeat grace period."""
-        self._started_at = self._clock.monotonic()
+        """Begin serving sessions. Every known node gets a grace period of twice the usual
+        timeout: its agent must first notice the old leader is gone and find this one."""
+        self._started_at = self._clock.monotonic() + self.period * self.misses
         with self._lock:
             self._seen.clear()
         self._active.set()
@@ -191,6 +193,9 @@ class Dispatcher(pbg.DispatcherServicer):
     ) -> Iterator[pb.ManagerMessage]:
         ident = peer_identity(context, self._store)
         if not self._active.is_set() or not self._is_leader():
+            hint = self.leader_hint()
+            if hint:
+                context.set_trailing_metadata((("swarmlet-leader", hint),))
             context.abort(grpc.StatusCode.UNAVAILABLE, "this manager is not the leader")
         node = self._store.nodes.get(ident.node_id)
         if node is None:

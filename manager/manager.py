@@ -9,6 +9,7 @@ becomes leader and stop when it is not.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from manager.ca_server import CAService
 from manager.control import ControlService
 from manager.dispatcher import Dispatcher
 from manager.errors import ManagerError, NotLeader
+from manager.forward import ForwardingControl, LeaderLink, forward_issue
 from manager.leader import LeaderLoop
 from manager.proposer import Proposer
 from manager.raft import RaftNode, RaftSettings
@@ -59,6 +61,8 @@ class ManagerConfig:
     heartbeat_misses: int = 3
     raft: RaftSettings = field(default_factory=RaftSettings)
     max_sessions: int = 2048
+    # mutual-TLS client channels to other managers (forwarding to the leader)
+    channel_factory: Callable[[str], grpc.Channel] | None = None
 
 
 class Manager:
@@ -78,10 +82,11 @@ class Manager:
 
     def start(self) -> None:
         cfg = self.cfg
+        self_raft = with_port(cfg.advertise_addr, 2)
         self.raft = RaftNode(
             self.store,
-            with_port(cfg.advertise_addr, 2),
-            cfg.raft_peers,
+            self_raft,
+            [p for p in cfg.raft_peers if p != self_raft],
             cfg.state_dir / "raft",
             cfg.raft_secret,
             on_state_change=self._leadership,
@@ -95,10 +100,16 @@ class Manager:
             self.store, self.proposer, self._clock, self.is_leader, self.manager_addrs,
             cfg.heartbeat_period, cfg.heartbeat_misses,
         )
-        self.control = ControlService(
+        self.control_local = ControlService(
             self.store, self.proposer, self.leader_node_id, self._node_removed,
-            self._check_ready,
+            self._check_ready, self.raft,
         )
+        factory = cfg.channel_factory or (lambda addr: grpc.insecure_channel(addr))
+        self.link = LeaderLink(self.store, lambda: self.raft, factory, cfg.ca_pem)
+        self.control = ForwardingControl(
+            self.control_local, self.ready.is_set, self.link, cfg.node_id
+        )
+        self.dispatcher.leader_hint = self._leader_addr
         self.store.subscribe(self._on_events)
         self._serve()
         if self.raft.is_leader():
@@ -119,8 +130,12 @@ class Manager:
         main.add_secure_port(cfg.listen_addr, creds)
         join = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                            options=[("grpc.so_reuseport", 0)])
-        pbg.add_CAServicer_to_server(CAService(self.store, self._proposer(), self.manager_addrs,
-                                                self._check_ready), join)  # type: ignore[arg-type]
+        ca = CAService(
+            self.store, self._proposer(), self.manager_addrs, self._check_ready,
+            add_member=self._add_member,
+            forward=forward_issue(self.link, self.ready.is_set, cfg.node_id),
+        )
+        pbg.add_CAServicer_to_server(ca, join)  # type: ignore[arg-type]
         join.add_secure_port(
             with_port(cfg.listen_addr, 1),
             grpc.ssl_server_credentials([(cfg.server_key, cfg.server_cert_chain)]),
@@ -137,6 +152,7 @@ class Manager:
         self._leadership(False)
         for s in self._servers:
             s.stop(grace=0.5)
+        self.link.close()
         if self.proposer is not None:
             self.proposer.stop()
         if self.raft is not None:
@@ -161,6 +177,15 @@ class Manager:
             n.manager_status.addr for n in self.store.all_nodes()
             if n.role == pb.MANAGER and n.manager_status.addr
         ]
+
+    def _leader_addr(self) -> str:
+        node = self.link.leader_node()
+        return node.manager_status.addr if node is not None else ""
+
+    def _add_member(self, raft_addr: str) -> None:
+        assert self.raft is not None
+        self.raft.compact()  # the newcomer catches up from a snapshot, not the whole log
+        self.raft.change_membership("add", raft_addr, timeout=None)
 
     def _check_ready(self) -> None:
         if not self.ready.is_set():

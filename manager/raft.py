@@ -7,6 +7,7 @@ cluster's raft secret (pysyncobj's `password`), so nothing unauthenticated is un
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated  # type: ignore
 from pysyncobj.syncobj import _RAFT_STATE  # type: ignore
 
+from manager.errors import NotLeader
 from manager.store import Store
 from swarmlet.api import swarmlet_pb2 as pb
 
@@ -80,10 +82,12 @@ class RaftNode:
             logCompactionMinTime=s.compaction_min_time,
             onStateChanged=self._state_changed,
             commandsWaitLeader=False,
+            bindAddress=self_addr,
         )
         self.consumer = StoreConsumer(store)
         self.sync = SyncObj(self_addr, peers, conf, consumers=[self.consumer])
         self.self_addr = self_addr
+        self._membership_lock = threading.Lock()
 
     def _state_changed(self, old: int, new: int) -> None:
         if self._on_state_change is not None:
@@ -102,6 +106,39 @@ class RaftNode:
 
     def status(self) -> dict[str, Any]:
         return dict(self.sync.getStatus())
+
+    def members(self) -> tuple[int, int]:
+        """(reachable, total) Raft members as this manager sees them, itself included."""
+        st = self.status()
+        partners = [v for k, v in st.items() if k.startswith("partner_node_status_server_")]
+        return 1 + sum(1 for v in partners if v == 2), 1 + len(partners)
+
+    def change_membership(self, op: str, addr: str, timeout: float | None = 20.0) -> None:
+        """Add or remove one Raft member and wait until the change commits (one at a time).
+        With timeout None, only start the change: adding a member to a one-manager cluster
+        cannot commit until the newcomer runs, so its join must not wait for it."""
+        done = threading.Event()
+        errors: list[Any] = []
+
+        def cb(_result: Any, error: Any) -> None:
+            errors.append(error)
+            done.set()
+
+        with self._membership_lock:
+            if op == "add":
+                self.sync.addNodeToCluster(addr, callback=cb)
+            else:
+                self.sync.removeNodeFromCluster(addr, callback=cb)
+            if timeout is None:
+                return
+            if not done.wait(timeout):
+                raise NotLeader(f"raft membership change ({op} {addr}) did not commit in time")
+        if errors != [0]:
+            raise NotLeader(f"raft membership change ({op} {addr}) failed (raft error {errors})")
+
+    def compact(self) -> None:
+        """Snapshot now, so a member that joins next catches up from the snapshot."""
+        self.sync.forceLogCompaction()
 
     def destroy(self) -> None:
         self.sync.destroy()

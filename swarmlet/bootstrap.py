@@ -126,7 +126,7 @@ _JOIN_ERRORS = {
 
 def join_cluster(
     data_dir: Path, token: str, remote: str, advertise_addr: str | None, hostname: str,
-    runtime: str,
+    runtime: str, listen_addr: str | None = None,
 ) -> NodeConfig:
     """Pin the CA by the token's digest, prove the token, and store the issued identity."""
     _refuse_if_member(data_dir)
@@ -136,7 +136,9 @@ def join_cluster(
     join_ep = f"{m_host}:{m_port + 1}"
     ca = fetch_ca_by_digest(join_ep, digest)
     key = generate_key()
-    adv = advertise_addr or default_advertise("0.0.0.0:0")
+    listen = parse_addr(listen_addr or f"0.0.0.0:{DEFAULT_PORT}", "listen-addr")
+    port = int(listen.rpartition(":")[2])
+    adv = advertise_addr or default_advertise(listen)
     adv_ip = parse_addr(adv, "advertise-addr").rpartition(":")[0]
     channel = grpc.secure_channel(
         join_ep, grpc.ssl_channel_credentials(ca),
@@ -145,7 +147,7 @@ def join_cluster(
     try:
         resp = pbg.CAStub(channel).Issue(
             pb.IssueRequest(token=token.strip(), csr_pem=make_csr(key), hostname=hostname,
-                            advertise_addr=adv_ip),
+                            advertise_addr=f"{adv_ip}:{port}"),
             timeout=20,
         )
     except grpc.RpcError as e:
@@ -155,10 +157,16 @@ def join_cluster(
         channel.close()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     nodeconfig.write_certs(data_dir, resp.ca_pem, resp.cert_pem, key)
+    is_manager = resp.role == pb.MANAGER
+    if is_manager:
+        nodeconfig.write_private(data_dir / "raft.secret", resp.raft_secret.encode())
     cfg = NodeConfig(
-        node_id=resp.node_id, role="worker", cluster_id=resp.cluster_id, hostname=hostname,
-        advertise_addr=f"{adv_ip}:0", listen_addr="", managers=list(resp.managers) or [manager],
-        runtime=runtime,
+        node_id=resp.node_id, role="manager" if is_manager else "worker",
+        cluster_id=resp.cluster_id, hostname=hostname,
+        advertise_addr=f"{adv_ip}:{port if is_manager else 0}",
+        listen_addr=listen if is_manager else "",
+        managers=list(resp.managers) or [manager], runtime=runtime,
+        raft_peers=list(resp.raft_peers),
     )
     nodeconfig.save(data_dir, cfg)
     return cfg

@@ -93,9 +93,24 @@ class NodeDaemon:
             server_cert_chain=cert + ca,
             ca_pem=ca,
             bootstrap=boot,
+            raft_peers=list(self.cfg.raft_peers),
+            channel_factory=self._channel_factory(ca, cert, key),
         )
         self.manager = Manager(mcfg, self.clock)
         self.manager.start()
+        self.manager.store.subscribe(self._store_changed)
+
+    def _store_changed(self, events: list[Any]) -> None:
+        """Keep node.json's view of the managers current, so a restart finds its peers."""
+        if not any(e.kind == "node" for e in events):
+            return
+        nodes = self.manager.store.all_nodes()
+        managers = [n for n in nodes if n.role == pb.MANAGER and n.manager_status.addr]
+        peers = sorted(n.manager_status.raft_addr for n in managers if n.id != self.cfg.node_id)
+        addrs = sorted(n.manager_status.addr for n in managers)
+        if peers != sorted(self.cfg.raft_peers) or addrs != sorted(self.cfg.managers):
+            self.cfg.raft_peers, self.cfg.managers = peers, addrs
+            nodeconfig.save(self.data_dir, self.cfg)
 
     def _channel_factory(self, ca: bytes, cert: bytes, key: bytes) -> Any:
         creds = grpc.ssl_channel_credentials(ca, key, cert)

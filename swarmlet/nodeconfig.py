@@ -29,6 +29,7 @@ class NodeConfig:
     listen_addr: str          # host:port the manager endpoint binds (managers only)
     managers: list[str] = field(default_factory=list)
     runtime: str = "process"
+    raft_peers: list[str] = field(default_factory=list)   # managers: other Raft members
 
     @property
     def advertise_ip(self) -> str:
@@ -58,7 +59,8 @@ def load(data_dir: Path) -> NodeConfig:
     path = data_dir / NODE_FILE
     try:
         raw = json.loads(path.read_text())
-        return NodeConfig(**raw)
+        known = set(NodeConfig.__dataclass_fields__)
+        return NodeConfig(**{k: v for k, v in raw.items() if k in known})
     except FileNotFoundError:
         raise SwarmletError(
             f"this node is not part of a swarm (no {path}); run swarm init or swarm join"

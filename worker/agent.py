@@ -307,11 +307,16 @@ class Agent:
     def _disconnected(self, reason: str, leader: str) -> None:
         was_ready = self._ready
         self._close_session()
+        if was_ready:
+            self._backoff.reset()  # a session that worked just broke: retry quickly
         if leader:
             self._next_addr = leader
+            delay = 0.05  # a manager named the leader: go there now
         else:
             self._mgr_idx = (self._mgr_idx + 1) % len(self._managers)
-        delay = self._backoff.next()
+            delay = self._backoff.next()
+            if "leader" in reason:
+                delay = min(delay, 0.5)  # an election is under way: it ends within seconds
         self._next_connect = self._clock.monotonic() + delay
         self._log.warning(
             "agent.disconnected", reason=reason, was_connected=was_ready, retry_in=round(delay, 3)

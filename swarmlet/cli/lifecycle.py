@@ -127,14 +127,17 @@ def register(app: typer.Typer) -> None:
         advertise_addr: str = typer.Option(None, help="This node's address (IP)."),
         data_dir: str = typer.Option(None, "--data-dir", envvar="SWARMLET_DATA_DIR",
                                      help="Node state directory."),
+        listen_addr: str = typer.Option("0.0.0.0:2377", help="Manager listen address (IP:PORT), "
+                                        "used when the token is a manager token."),
         hostname: str = typer.Option(None, help="Node name (default: this machine's)."),
         runtime: str = typer.Option("process", help="Task runtime: process or sim."),
         foreground: bool = typer.Option(False, help="Run the daemon in this process."),
     ) -> None:
-        """Join an existing swarm as a worker."""
+        """Join an existing swarm (as a worker or, with a manager token, a manager)."""
         d = paths.data_dir(data_dir)
-        bootstrap.join_cluster(d, token, remote, advertise_addr,
-                               hostname or socket.gethostname(), _check_runtime(runtime))
+        cfg = bootstrap.join_cluster(d, token, remote, advertise_addr,
+                                     hostname or socket.gethostname(), _check_runtime(runtime),
+                                     listen_addr)
         if foreground:
             _run(d, True)
         try:
@@ -142,7 +145,7 @@ def register(app: typer.Typer) -> None:
         except SwarmletError:
             nodeconfig.erase(d)
             raise
-        typer.echo("This node joined a swarm as a worker.")
+        typer.echo(f"This node joined a swarm as a {cfg.role}.")
 
     @app.command("leave")
     def leave(
