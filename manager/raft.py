@@ -43,8 +43,8 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
 class RaftSettings:
     """Timing knobs; defaults from DESIGN.md section 9 (leader fallback lowered to seconds)."""
 
-    min_timeout: float = 0.4
-    max_timeout: float = 1.4
+    min_timeout: float = 0.3
+    max_timeout: float = 0.9
     append_entries_period: float = 0.05
     leader_fallback: float = 4.0
     tick_period: float = 0.01

@@ -85,6 +85,27 @@ class LocalCluster:
         self.swarm("join", "--token", self.token(), self.manager_addr, "--advertise-addr", ip,
                    "--hostname", name, "--runtime", self.runtime, node=name)
 
+    def join_manager(self, name: str, ip: str) -> None:
+        self.nodes[name] = self.tmp / name
+        self.swarm("join", "--token", self.token("manager"), self.manager_addr,
+                   "--advertise-addr", ip, "--listen-addr", f"{ip}:{self.port}",
+                   "--hostname", name, "--runtime", self.runtime, node=name)
+
+    def start_ha(self, managers: int = 3, workers: int = 0) -> LocalCluster:
+        """manager-1 .. manager-M on 127.0.0.21.., workers on 127.0.0.31.."""
+        self.init()
+        for i in range(2, managers + 1):
+            self.join_manager(f"manager-{i}", f"127.0.0.{20 + i}")
+        for i in range(1, workers + 1):
+            self.join(f"worker-{i}", f"127.0.0.{30 + i}")
+        wait_for(lambda: self.ready_nodes() == managers + workers, what="all nodes ready")
+        return self
+
+    def leader(self, via: str = "manager-1") -> str:
+        """Hostname of the current leader, asked through the node `via`."""
+        nodes = self.json("node", "ls", node=via)
+        return next(n["hostname"] for n in nodes if n["manager_status"] == "Leader")
+
     def pid(self, node: str) -> int | None:
         f = self.nodes[node] / "swarmd.pid"
         return int(f.read_text()) if f.exists() else None
@@ -100,8 +121,8 @@ class LocalCluster:
 
         start_daemon(self.nodes[node])
 
-    def ready_nodes(self) -> int:
-        return sum(1 for n in self.json("node", "ls") if n["status"] == "Ready")
+    def ready_nodes(self, via: str = "manager-1") -> int:
+        return sum(1 for n in self.json("node", "ls", node=via) if n["status"] == "Ready")
 
     def start(self, workers: int = 2) -> LocalCluster:
         self.init()
