@@ -221,11 +221,43 @@ class ControlService(pbg.ControlServicer):
             raise Conflict(f"node {name} is the leader; it cannot remove itself")
         if node.role == pb.MANAGER and not request.force:
             raise Conflict(f"node {name} is a manager; demote it first or use --force")
+        running = sum(1 for t in self._store.tasks_on_node(node.id)
+                      if t.status.state == pb.RUNNING and t.desired_state <= pb.RUNNING)
         if node.status.state == pb.READY and not request.force:
-            raise Conflict(f"node {name} is not down and can't be removed; use --force")
+            extra = f" and runs {running} tasks (drain it first)" if running else ""
+            raise Conflict(f"node {name} is not down{extra}; use --force to remove it anyway")
+        if node.role == pb.MANAGER:
+            self._leave_raft(node)
         self._commit(pb.Command(remove_node=node.id))
         self._on_node_removed(node.id)
         return pb.Empty()
+
+    def _leave_raft(self, node: pb.Node) -> None:
+        """Take a manager out of the Raft group, refusing when that would lose quorum."""
+        name = node.description.hostname or node.id
+        managers = [n for n in self._store.all_nodes() if n.role == pb.MANAGER]
+        if len(managers) <= 1:
+            raise Conflict(f"node {name} is the last manager of the cluster")
+        if self._raft is None:
+            return
+        reachable, total = self._raft.members()
+        key = f"partner_node_status_server_{node.manager_status.raft_addr}"
+        if self._raft.status().get(key) == 2:
+            reachable -= 1
+        if reachable < (total - 1) // 2 + 1:
+            raise Conflict(
+                f"removing manager {name} would leave the cluster without quorum "
+                f"({reachable} of {total - 1} remaining managers reachable)"
+            )
+        self._raft.change_membership("rem", node.manager_status.raft_addr)
+
+    @grpc_errors
+    def GetClusterStatus(self, request: pb.Empty, context: Any) -> Any:  # noqa: N802
+        reachable, total = self._raft.members() if self._raft is not None else (1, 1)
+        return pb.ClusterStatus(
+            leader_id=self._leader_node_id() or "", managers=total, reachable=reachable,
+            raft_entries=self._proposer.entries, raft_commands=self._proposer.commands,
+        )
 
     # ------------------------------------------------------------------ cluster
 

@@ -65,6 +65,8 @@ class NodeDaemon:
         self.agent: Any = None
         self._local: grpc.Server | None = None
         self._leaving = False
+        self._stopping = False
+        self._stop_lock = threading.Lock()
 
     # ------------------------------------------------------------------ start
 
@@ -174,15 +176,44 @@ class NodeDaemon:
         )
 
     def _leave(self, force: bool) -> None:
-        if self.cfg.role == "manager" and not force:
-            raise SwarmletError(
-                "this node is the swarm's only manager: leaving erases the whole cluster "
-                "state; use --force to leave anyway"
-            )
         if self._leaving:
             return
+        if self.manager is not None:
+            self._leave_managers(force)
         self._leaving = True
         threading.Thread(target=self._do_leave, name="leave", daemon=True).start()
+
+    def _leave_managers(self, force: bool) -> None:
+        """A manager leaves the Raft group first (through the leader), or refuses."""
+        m = self.manager
+        managers = [n for n in m.store.all_nodes() if n.role == pb.MANAGER]
+        if len(managers) <= 1:
+            if not force:
+                raise SwarmletError(
+                    "this node is the swarm's only manager: leaving erases the whole cluster "
+                    "state; use --force to leave anyway"
+                )
+            return
+        if m.is_leader():
+            if not force:
+                raise SwarmletError(
+                    f"this node is the leader of {len(managers)} managers; leave with --force, "
+                    f"then run `swarm node rm --force {self.cfg.node_id}` on another manager "
+                    "to take it out of the Raft group"
+                )
+            return
+        leader = m.link.leader_node()
+        try:
+            if leader is None:
+                raise SwarmletError(str(m.link.no_leader()))
+            stub = pbg.ControlStub(m.link.channel(leader.manager_status.addr))
+            stub.RemoveNode(pb.RemoveNodeRequest(id=self.cfg.node_id, force=True), timeout=30)
+        except grpc.RpcError as e:
+            if not force:
+                raise SwarmletError(f"{e.details()} (use --force to leave anyway)") from None
+        except SwarmletError:
+            if not force:
+                raise
 
     def _do_leave(self) -> None:
         self.log.info("daemon.leaving")
@@ -200,6 +231,10 @@ class NodeDaemon:
     # ------------------------------------------------------------------ stop
 
     def _shutdown(self, erase: bool = False) -> None:
+        with self._stop_lock:
+            if self._stopping:
+                return
+            self._stopping = True
         if self.agent is not None and not erase:
             self.agent.stop()
         if self.manager is not None:

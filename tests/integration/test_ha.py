@@ -90,3 +90,38 @@ def test_worker_token_cannot_join_as_manager(tmp_path: Path) -> None:
         assert roles["worker-1"] == ""  # the worker token made a worker
     finally:
         c.close()
+
+
+def test_manager_leave_and_rm_change_raft_membership(tmp_path: Path) -> None:
+    from swarmlet.api import swarmlet_pb2 as pb
+    from swarmlet.client import ControlClient
+
+    def members(via: str) -> tuple[int, int]:
+        with ControlClient(c.nodes[via]) as cl:
+            st = cl._call("GetClusterStatus", pb.Empty())
+        return int(st.managers), int(st.reachable)
+
+    c = LocalCluster(tmp_path, runtime="sim")
+    try:
+        c.start_ha(managers=3)
+        c.join_manager("manager-4", "127.0.0.24")
+        managers = ["manager-1", "manager-2", "manager-3", "manager-4"]
+        leader = c.leader()
+        followers = [m for m in managers if m != leader]
+        proc = c.swarm("leave", node=leader, check=False)
+        assert proc.returncode == 1 and "--force" in proc.stderr  # the leader must force
+        c.swarm("leave", node=followers[0])
+        assert members(leader) == (3, 3)
+        assert followers[0] not in {n["hostname"] for n in c.json("node", "ls", node=leader)}
+        # one of the 3 remaining managers dies: removing the other live follower would
+        # leave 1 of 2 reachable, no quorum -> refused; removing the dead one is fine
+        dead, alive = followers[1], followers[2]
+        c.kill(dead)
+        wait_for(lambda: members(leader) == (3, 2), what="dead manager unreachable")
+        proc = c.swarm("node", "rm", "--force", alive, node=leader, check=False)
+        assert proc.returncode == 1 and "without quorum" in proc.stderr, proc.stderr
+        c.swarm("node", "rm", "--force", dead, node=leader)
+        assert members(leader) == (2, 2)
+        c.swarm("service", "create", "--name", "after", "--detach", "sim", node=alive)
+    finally:
+        c.close()
