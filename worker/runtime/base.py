@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from swarmlet.api import swarmlet_pb2 as pb
+from worker.errors import RuntimeFailure
 
 # ExitInfo.exit_code when the code cannot be known (the process ended while no agent was
 # its parent). Known codes are >= 0: a death by signal N is reported as 128 + N.
@@ -34,6 +35,18 @@ class ExitInfo:
     @property
     def code_known(self) -> bool:
         return self.exit_code >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One health probe: its exit code (None when it timed out) and its output."""
+
+    exit_code: int | None
+    output: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,11 @@ class Runtime(abc.ABC):
     def adopt(self, task_id: str) -> bool:
         """After an agent restart: True if this task was started here and is still known
         (running, or ended with whatever exit information survived)."""
+
+    def probe(self, task_id: str, argv: list[str], timeout_s: float) -> ProbeResult:
+        """Run a health probe command for a running task (inside its container, where
+        there is one) and return how it ended; blocks up to `timeout_s`."""
+        raise RuntimeFailure(f"the {self.name} runtime cannot run health checks")
 
     def next_check(self, task_id: str, now: float) -> float | None:
         """Monotonic time at which wait(task_id, 0) should next be asked, or None if the

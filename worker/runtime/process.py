@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import shutil
@@ -38,7 +37,20 @@ from typing import Any
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import Clock
 from worker.errors import RejectError, RuntimeFailure, TaskNotFound
-from worker.runtime.base import EXIT_UNKNOWN, ExitInfo, Runtime, RuntimeState, task_argv
+from worker.runtime.base import (
+    EXIT_UNKNOWN,
+    ExitInfo,
+    ProbeResult,
+    Runtime,
+    RuntimeState,
+    task_argv,
+)
+from worker.runtime.taskfiles import exit_info as _exit_info
+from worker.runtime.taskfiles import proc_stat as _proc_stat
+from worker.runtime.taskfiles import read_json as _read_json
+from worker.runtime.taskfiles import read_lines as _read_lines
+from worker.runtime.taskfiles import rotate_log, run_captured
+from worker.runtime.taskfiles import write_json as _write_json
 
 MiB = 1 << 20
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -46,6 +58,7 @@ LOST_EXIT_MESSAGE = "exit status lost across agent restart"
 _TASK_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _KILL_WAIT_S = 5.0
 _ROTATE_CHECK_S = 1.0
+PROBE_OUTPUT_MAX = 4096  # characters of probe output kept (as Docker does)
 
 
 @dataclass
@@ -247,6 +260,22 @@ class ProcessRuntime(Runtime):
         e.next_rotate = now + _ROTATE_CHECK_S
         rotate_log(self.task_dir(task_id) / "output.log", self._log_max)
 
+    def probe(self, task_id: str, argv: list[str], timeout_s: float) -> ProbeResult:
+        """A health probe: `argv` as a child process with the task's env and cwd."""
+        spec = _read_json(self.task_dir(task_id) / "spec.json")
+        if spec is None:
+            raise TaskNotFound(f"task {task_id} was never prepared")
+        try:
+            code, out = run_captured(
+                argv, timeout_s, PROBE_OUTPUT_MAX, env=spec["env"], cwd=spec["cwd"],
+                user=spec["user"] or None,
+            )
+        except OSError as e:
+            return ProbeResult(127, f"cannot run health check: {e}")
+        if code is not None and code < 0:
+            code = 128 - code
+        return ProbeResult(code, out)
+
     # ------------------------------------------------------------------ stop
 
     def shutdown(self, task_id: str, grace_s: float) -> None:
@@ -324,27 +353,6 @@ def _spawn(spec: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
         os.close(fd)
 
 
-def _exit_info(returncode: int) -> ExitInfo:
-    if returncode < 0:
-        sig = -returncode
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        return ExitInfo(128 + sig, False, f"killed by {name}")
-    return ExitInfo(returncode)
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a process, or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
 def _liveness(e: _Entry) -> str:
     """"alive", "gone" (no such process, or a zombie) or "reused" (pid now names another)."""
     st = _proc_stat(e.pid)
@@ -376,42 +384,4 @@ def _kill_group(pid: int, sig: int) -> None:
         raise RuntimeFailure(f"cannot signal pid {pid}: {e}") from e
 
 
-def rotate_log(path: Path, max_bytes: int) -> bool:
-    """Copy-and-truncate `path` into `path.1` once it exceeds max_bytes; True if rotated.
 
-    The writer keeps its O_APPEND descriptor, so it continues at the start of the emptied
-    file; lines written between the copy and the truncate are lost (logrotate's
-    copytruncate has the same window)."""
-    try:
-        if path.stat().st_size <= max_bytes:
-            return False
-    except FileNotFoundError:
-        return False
-    shutil.copyfile(path, path.with_name(path.name + ".1"))
-    os.truncate(path, 0)
-    return True
-
-
-def _read_lines(paths: list[Path]) -> Iterator[str]:
-    for p in paths:
-        try:
-            f = open(p, encoding="utf-8", errors="replace")  # noqa: SIM115
-        except FileNotFoundError:
-            continue
-        with f:
-            for line in f:
-                yield line.rstrip("\n")
-
-
-def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
