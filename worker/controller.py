@@ -9,6 +9,8 @@ it leads to; the other functions turn runtime outcomes into TaskStatus values. T
     RUNNING --exit 0--> COMPLETE,  --exit N--> FAILED
     error in prepare -> REJECTED;  error in start -> FAILED (REJECTED if the runtime says so)
     desired > RUNNING or no longer listed -> shutdown -> SHUTDOWN
+    with a health check: started stays STARTING (polled) until healthy -> RUNNING;
+    unhealthy -> shutdown -> FAILED "unhealthy: <probe output>"
     terminal and no longer listed -> remove (and forget)
 
 Observed state only moves forward: every transition produced here is to a higher state.
@@ -43,6 +45,8 @@ class Facts:
     listed: bool = True  # present in the manager's latest assignment set
     now: float = 0.0  # wall clock, compared with not_before
     not_before: float = 0.0  # restart delay: do not start before this time
+    started: bool = False  # started but held in STARTING until its health check passes
+    unhealthy: str | None = None  # the health check failed: this is the error text
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,9 @@ def next_step(f: Facts) -> Step:
         return NOTHING if f.listed else Step(Op.REMOVE)
     if wants_stop(f):
         return Step(Op.SHUTDOWN, S.SHUTDOWN, "shutdown")
-    if f.observed == S.RUNNING:
+    if f.unhealthy is not None:
+        return Step(Op.SHUTDOWN, S.FAILED, f.unhealthy)
+    if f.observed == S.RUNNING or (f.started and f.observed == S.STARTING):
         return Step(Op.POLL)
     op, state, msg = _CHAIN.get(int(f.observed), (Op.REPORT, int(S.ACCEPTED), "accepted"))
     if state > f.desired:
@@ -96,9 +102,14 @@ def status(
     err: str = "",
     exit_code: int | None = None,
     pid: int = 0,
+    health: str = "",
+    oom_killed: bool = False,
 ) -> pb.TaskStatus:
     """A TaskStatus value (timestamped with `now`)."""
-    st = pb.TaskStatus(timestamp=now, state=state, message=message, err=err, pid=pid)  # type: ignore[arg-type]
+    st = pb.TaskStatus(
+        timestamp=now, state=state, message=message, err=err, pid=pid,  # type: ignore[arg-type]
+        health=health, oom_killed=oom_killed,
+    )
     if exit_code is not None:
         st.exit_code = exit_code
         st.has_exit_code = True
@@ -128,7 +139,13 @@ def exited(info: ExitInfo, now: float) -> pb.TaskStatus:
     text = exit_text(info)
     code = info.exit_code if info.code_known else None
     detail = f"{text}: {info.message}" if info.code_known and info.message else text
-    return status(S.FAILED, detail, now, err=text, exit_code=code)
+    return status(S.FAILED, detail, now, err=text, exit_code=code, oom_killed=info.oom)
+
+
+def unhealthy(err: str, info: ExitInfo | None, now: float) -> pb.TaskStatus:
+    """The task was stopped because its health check failed."""
+    code = info.exit_code if info is not None and info.code_known else None
+    return status(S.FAILED, err, now, err=err, exit_code=code, health="unhealthy")
 
 
 def shut_down(info: ExitInfo | None, now: float) -> pb.TaskStatus:

@@ -11,6 +11,12 @@ inbox; for a non-blocking runtime (sim) they run inline, so a simulated task cos
 thread. Exit detection is by polling: a RUNNING task is due again at
 `runtime.next_check()` (every 100 ms for process; never for sim unless SIM_RUN_S is set),
 when `runtime.wait(task_id, 0)` is asked.
+
+Health checks (worker.health): a task with one is held in STARTING after start() and
+probed every interval (Runtime.probe, on a separate small pool; the result comes back as
+a ProbeDone event); it is reported RUNNING once healthy, and shut down as FAILED
+"unhealthy: ..." once unhealthy. The health state is kept in memory only: after an agent
+restart an adopted task starts over as "starting" (or "healthy" if it was RUNNING).
 """
 
 from __future__ import annotations
@@ -26,14 +32,16 @@ from swarmlet import states as S
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import Clock
 from worker import controller as C
+from worker import health as H
 from worker.controller import Facts, Op, Step
 from worker.errors import RejectError, WorkerError
 from worker.reporter import Reporter
-from worker.runtime.base import EXIT_UNKNOWN, ExitInfo, Runtime, grace_period
+from worker.runtime.base import EXIT_UNKNOWN, ExitInfo, ProbeResult, Runtime, grace_period
 from worker.state import StateStore
 
 RETRY_S = 2.0  # a failed shutdown/remove is tried again after this long
 POOL_SIZE = 8
+PROBE_POOL_SIZE = 4
 TOMBSTONES = 1000  # removed task ids remembered, so that a task never runs twice
 
 
@@ -47,6 +55,13 @@ class OpDone:
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeDone(OpDone):
+    """A health probe finished (posted like OpDone; the agent hands both to on_op_done)."""
+
+    result: ProbeResult | None = None
+
+
 @dataclass
 class TaskRecord:
     task: pb.Task  # the latest assignment (desired state lives here)
@@ -54,6 +69,12 @@ class TaskRecord:
     listed: bool = True
     busy: bool = False  # a runtime operation is in flight
     due: float | None = None  # monotonic time to drive it again
+    check: H.HealthCheck | None = None  # the task's health check, if any
+    health: H.HealthState | None = None  # set once started (with a check)
+    started: bool = False  # started, held in STARTING until healthy
+    start_pid: int = 0
+    probing: bool = False
+    unhealthy: str | None = None
 
 
 class TaskDriver:
@@ -79,6 +100,7 @@ class TaskDriver:
         self._removed: OrderedDict[str, pb.TaskStatus] = OrderedDict()
         self._lock = threading.Lock()  # guards _tasks membership for snapshot()
         self._pool: ThreadPoolExecutor | None = None
+        self._probe_pool: ThreadPoolExecutor | None = None
         if runtime.blocking:
             self._pool = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="agent-op")
 
@@ -145,7 +167,12 @@ class TaskDriver:
         rec = self._tasks.get(done.task_id)
         if rec is None:
             return
+        if isinstance(done, ProbeDone):
+            self._on_probe(rec, done)
+            return
         rec.busy = False
+        if self._hold_until_healthy(rec, done):
+            return
         if done.error:
             self._log.warning(
                 "task.op_failed", op=done.op.value, error=done.error, **_keys(rec.task)
@@ -188,6 +215,8 @@ class TaskDriver:
                     listed=rec.listed,
                     now=now,
                     not_before=rec.task.not_before,
+                    started=rec.started,
+                    unhealthy=rec.unhealthy,
                 )
             )
             if step.op is Op.NONE:
@@ -211,9 +240,64 @@ class TaskDriver:
         except WorkerError as e:
             info = ExitInfo(EXIT_UNKNOWN, False, f"task lost by the runtime: {e}")
         if info is None:
-            rec.due = self._rt.next_check(rec.task.id, self._clock.monotonic())
+            mono = self._clock.monotonic()
+            rec.due = self._rt.next_check(rec.task.id, mono)
+            if rec.health is not None and rec.unhealthy is None:
+                if not rec.probing and mono >= rec.health.next_probe_at:
+                    self._submit_probe(rec)
+                if not rec.probing:
+                    nxt = rec.health.next_probe_at
+                    rec.due = nxt if rec.due is None else min(rec.due, nxt)
             return
         self._observe(rec, C.exited(info, self._clock.now()))
+        self._dirty.add(rec.task.id)
+
+    # ------------------------------------------------------------------ health
+
+    def _hold_until_healthy(self, rec: TaskRecord, done: OpDone) -> bool:
+        """A task with a health check that has just started stays STARTING (probed)."""
+        st = done.status
+        if done.op is not Op.START or rec.check is None or st is None or st.state != S.RUNNING:
+            return False
+        rec.started, rec.start_pid = True, st.pid
+        rec.health = H.initial(rec.check, self._clock.monotonic())
+        self._dirty.add(done.task_id)
+        return True
+
+    def _submit_probe(self, rec: TaskRecord) -> None:
+        assert rec.check is not None
+        rec.probing = True
+        if not self._rt.blocking:
+            self.on_op_done(self._run_probe(rec.task.id, rec.check))
+            return
+        if self._probe_pool is None:
+            self._probe_pool = ThreadPoolExecutor(PROBE_POOL_SIZE, thread_name_prefix="probe")
+        fut: Future[OpDone] = self._probe_pool.submit(self._run_probe, rec.task.id, rec.check)
+        fut.add_done_callback(self._op_finished)
+
+    def _run_probe(self, task_id: str, check: H.HealthCheck) -> ProbeDone:
+        """Runs on the probe pool; never raises (a probe that cannot run has failed)."""
+        try:
+            res = self._rt.probe(task_id, list(check.argv), check.timeout_s)
+        except Exception as e:  # noqa: BLE001
+            res = ProbeResult(None, f"health check could not run: {e}")
+        return ProbeDone(task_id, Op.POLL, None, result=res)
+
+    def _on_probe(self, rec: TaskRecord, done: ProbeDone) -> None:
+        rec.probing = False
+        if rec.check is None or rec.health is None or S.is_terminal(rec.status.state):
+            return
+        res = done.result or ProbeResult(None, "")
+        old = rec.health.status
+        rec.health = H.on_result(rec.check, rec.health, res.ok, res.output,
+                                 self._clock.monotonic())
+        if rec.health.status != old:
+            self._log.info("task.health", health=rec.health.status, **_keys(rec.task))
+        if rec.health.status == H.HEALTHY and rec.status.state == S.STARTING:
+            self._observe(rec, C.status(S.RUNNING, "started (healthy)", self._clock.now(),
+                                        pid=rec.start_pid))
+        elif rec.health.status == H.UNHEALTHY:
+            rec.unhealthy = H.unhealthy_message(rec.health)
         self._dirty.add(rec.task.id)
 
     def _submit(self, task: pb.Task, step: Step) -> None:
@@ -241,6 +325,9 @@ class TaskDriver:
             if op is Op.SHUTDOWN:
                 self._rt.shutdown(tid, grace_period(task))
                 rs = self._rt.inspect(tid)
+                if step.state == S.FAILED:  # stopped for failing its health check
+                    return OpDone(tid, op, C.unhealthy(step.message, rs.exit if rs else None,
+                                                       self._clock.now()))
                 return OpDone(tid, op, C.shut_down(rs.exit if rs else None, self._clock.now()))
             self._rt.remove(tid)
             return OpDone(tid, op, None)
@@ -270,6 +357,7 @@ class TaskDriver:
         self._log.debug("task.assigned", **_keys(t))
 
     def _add(self, rec: TaskRecord) -> None:
+        rec.check = H.health_check(rec.task)
         with self._lock:
             self._tasks[rec.task.id] = rec
         self._dirty.add(rec.task.id)
@@ -292,8 +380,13 @@ class TaskDriver:
         except WorkerError as e:
             self._log.warning("task.adopt_failed", error=str(e), **_keys(rec.task))
             known = False
-        new = C.recover(rec.status.state, known, self._clock.now())
         self._log.info("task.adopt", adopted=known, **_keys(rec.task))
+        if known and rec.check is not None:  # probe it again; RUNNING means it was healthy
+            was = H.HEALTHY if rec.status.state == S.RUNNING else H.STARTING
+            rec.started, rec.start_pid = True, rec.status.pid
+            rec.health = H.initial(rec.check, self._clock.monotonic(), was)
+            return
+        new = C.recover(rec.status.state, known, self._clock.now())
         if new is not None:
             self._observe(rec, new)
 
@@ -303,6 +396,8 @@ class TaskDriver:
             return
         if not st.pid and rec.status.pid and not S.is_terminal(st.state):
             st.pid = rec.status.pid
+        if rec.check is not None and not st.health and st.state >= S.STARTING:
+            st.health = rec.health.status if rec.health is not None else H.STARTING
         rec.status = st
         self._store.put_status(rec.task.id, st)
         self._reporter.add(rec.task.id, st)
@@ -312,8 +407,9 @@ class TaskDriver:
         )
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._probe_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _keys(task: pb.Task) -> dict[str, Any]:
