@@ -25,6 +25,7 @@ DEFAULT_MONITOR_S = 5.0
 DEFAULT_FAILURE_ACTION = "pause"
 DEFAULT_ORDER = "stop-first"
 DEFAULT_ENDPOINT_MODE = "vip"
+DEFAULT_FILE_MODE = 0o444  # secret and config files
 
 MIN_MEMORY_LIMIT = 6 * 1024 * 1024
 MAX_MEMORY = 1 << 50  # 1 PiB: more is a typo, not a machine
@@ -54,6 +55,7 @@ def validate_service_spec(spec: pb.ServiceSpec) -> pb.ServiceSpec:
     if out.HasField("rollback_config"):
         _fill_update_config(out.rollback_config, "rollback")
     _check_endpoint(out.endpoint_spec)
+    _check_references(task.container)
     return out
 
 
@@ -188,6 +190,33 @@ def _fill_update_config(cfg: pb.UpdateConfig, prefix: str) -> None:
         raise SpecError(
             f"{prefix}-order", f'unknown order "{cfg.order}" (use {", ".join(UPDATE_ORDERS)})'
         )
+
+
+def _check_references(container: pb.ContainerSpec) -> None:
+    """Secret/config references: a name or id, a safe target (default: the name, for
+    configs "/<name>"), mode 0444 by default; no target used twice."""
+    seen: set[str] = set()
+    refs: list[tuple[str, pb.SecretReference | pb.ConfigReference]] = [
+        *(("secret", r) for r in container.secrets),
+        *(("config", r) for r in container.configs),
+    ]
+    for kind, ref in refs:
+        name = ref.secret_name if isinstance(ref, pb.SecretReference) else ref.config_name
+        ident = ref.secret_id if isinstance(ref, pb.SecretReference) else ref.config_id
+        if not name and not ident:
+            raise SpecError(kind, f"a {kind} name is required")
+        if not ref.target:
+            ref.target = name if kind == "secret" else "/" + name
+        if ".." in ref.target.split("/") or "\x00" in ref.target:
+            raise SpecError(kind, f'invalid target "{ref.target}" for {kind} {name}')
+        if not ref.mode:
+            ref.mode = DEFAULT_FILE_MODE
+        if ref.mode > 0o777:
+            raise SpecError(kind, f"invalid mode {ref.mode:o} for {kind} {name}")
+        key = f"{kind}:{ref.target}" if kind == "secret" else ref.target
+        if key in seen:
+            raise SpecError(kind, f'target "{ref.target}" is used twice')
+        seen.add(key)
 
 
 def _check_endpoint(endpoint: pb.EndpointSpec) -> None:
