@@ -8,6 +8,10 @@ apt_missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_missing+=(python3-venv)
 command -v ip >/dev/null || apt_missing+=(iproute2)
 command -v ps >/dev/null || apt_missing+=(procps)
+if [ "$(id -u)" = 0 ]; then  # the runc runtime and its tests (busybox rootfs)
+  command -v runc >/dev/null || apt_missing+=(runc)
+  [ -x /bin/busybox ] || apt_missing+=(busybox-static)
+fi
 if [ ${#apt_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "==> installing Debian packages: ${apt_missing[*]}"

@@ -42,14 +42,15 @@ wait_for() {  # wait_for SECONDS CMD...: poll until CMD succeeds
 }
 
 step "swarm init (manager-1 on 127.0.0.11:$port)"
+# The demo's service runs a host Python script, so it uses the process runtime.
 "$swarm" init --advertise-addr 127.0.0.11 --listen-addr "127.0.0.11:$port" \
-  --hostname manager-1 "${m[@]}"
+  --hostname manager-1 --runtime process "${m[@]}"
 token=$("$swarm" join-token -q worker "${m[@]}")
 
 for i in 1 2; do
   step "swarm join worker-$i (127.0.0.1$((i + 1)))"
   "$swarm" join --token "$token" "127.0.0.11:$port" --advertise-addr "127.0.0.1$((i + 1))" \
-    --hostname "worker-$i" --data-dir "$demo/worker-$i"
+    --hostname "worker-$i" --runtime process --data-dir "$demo/worker-$i"
 done
 
 all_ready() { [ "$("$swarm" node ls --format json "${m[@]}" | grep -o '"status": "Ready"' | wc -l)" = 3 ]; }

@@ -77,7 +77,7 @@ class NodeDaemon:
             self._start_manager(ca, cert, key)
         self._start_agent(ca, cert, key)
         self._serve_local()
-        self.log.info("daemon.started", role=self.cfg.role, runtime=self.cfg.runtime,
+        self.log.info("daemon.started", role=self.cfg.role, runtime=self.runtime_name,
                       addr=self.cfg.advertise_addr)
 
     def _start_manager(self, ca: bytes, cert: bytes, key: bytes) -> None:
@@ -126,6 +126,11 @@ class NodeDaemon:
 
         return make
 
+    @property
+    def runtime_name(self) -> str:
+        """The task runtime in use ("auto" resolved), as node inspect shows it."""
+        return self.agent.runtime.name if self.agent is not None else self.cfg.runtime
+
     def _start_agent(self, ca: bytes, cert: bytes, key: bytes) -> None:
         from worker.agent import Agent
         from worker.runtime import make_runtime
@@ -134,6 +139,7 @@ class NodeDaemon:
         state.mkdir(parents=True, exist_ok=True)
         runtime = make_runtime(self.cfg.runtime, state / "runtime", self.clock,
                                hostname=self.cfg.hostname)
+        self.log.info("daemon.runtime", runtime=runtime.name, configured=self.cfg.runtime)
         self.agent = Agent(
             state_dir=state,
             managers=list(self.cfg.managers),
@@ -171,7 +177,7 @@ class NodeDaemon:
             node_id=self.cfg.node_id, role=self.cfg.role, cluster_id=self.cfg.cluster_id,
             manager_addr=self.cfg.advertise_addr if self.cfg.role == "manager"
             else (self.cfg.managers[0] if self.cfg.managers else ""),
-            is_leader=leader, data_dir=str(self.data_dir), runtime=self.cfg.runtime,
+            is_leader=leader, data_dir=str(self.data_dir), runtime=self.runtime_name,
             addr=self.cfg.advertise_ip,
         )
 

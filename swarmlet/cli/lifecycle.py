@@ -19,12 +19,19 @@ from swarmlet import bootstrap, nodeconfig, paths
 from swarmlet.client import ControlClient
 from swarmlet.errors import NoDaemon, SwarmletError
 
-RUNTIMES = ("process", "sim")
+RUNTIMES = ("auto", "runc", "process", "sim")
+RUNTIME_HELP = "Task runtime: auto (runc if root and installed, else process), runc, process, sim."
 
 
 def _check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise SwarmletError(f"runtime: must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime == "runc":
+        from worker.runtime import runc_usable  # the CLI needs the worker only for this
+
+        why = runc_usable()
+        if why:
+            raise SwarmletError(f"runtime: {why}")
     return runtime
 
 
@@ -99,7 +106,7 @@ def register(app: typer.Typer) -> None:
         data_dir: str = typer.Option(None, "--data-dir", envvar="SWARMLET_DATA_DIR",
                                      help="Node state directory."),
         hostname: str = typer.Option(None, help="Node name (default: this machine's)."),
-        runtime: str = typer.Option("process", help="Task runtime: process or sim."),
+        runtime: str = typer.Option("auto", help=RUNTIME_HELP),
         foreground: bool = typer.Option(False, help="Run the daemon in this process."),
     ) -> None:
         """Create a new swarm with this node as its first manager."""
@@ -130,7 +137,7 @@ def register(app: typer.Typer) -> None:
         listen_addr: str = typer.Option("0.0.0.0:2377", help="Manager listen address (IP:PORT), "
                                         "used when the token is a manager token."),
         hostname: str = typer.Option(None, help="Node name (default: this machine's)."),
-        runtime: str = typer.Option("process", help="Task runtime: process or sim."),
+        runtime: str = typer.Option("auto", help=RUNTIME_HELP),
         foreground: bool = typer.Option(False, help="Run the daemon in this process."),
     ) -> None:
         """Join an existing swarm (as a worker or, with a manager token, a manager)."""

@@ -1,8 +1,12 @@
-"""Task runtimes and the factory that picks one by name (process | sim; runc later)."""
+"""Task runtimes and the factory that picks one by name: runc | process | sim, or "auto"
+(runc when running as root with runc installed and the image store present, else
+process)."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 from swarmlet.clock import Clock
 from worker.errors import WorkerError
@@ -20,17 +24,56 @@ __all__ = [
     "make_runtime",
 ]
 
-NAMES = ("process", "sim")
+NAMES = ("runc", "process", "sim")
+AUTO = "auto"
+
+
+def runc_usable() -> str:
+    """"" when the runc runtime can be used here, else why not."""
+    from worker.runtime.runc import runc_available
+
+    if not runc_available():
+        return "runc needs root and the runc program (Debian package runc)"
+    try:
+        importlib.import_module("worker.images")
+    except ImportError as e:
+        return f"runc needs the image store (worker.images): {e}"
+    return ""
+
+
+def resolve_runtime(name: str) -> str:
+    """The runtime `name` stands for: "auto" -> runc if usable, else process."""
+    if name == AUTO:
+        return "runc" if not runc_usable() else "process"
+    return name
 
 
 def make_runtime(
-    name: str, state_dir: Path, clock: Clock, *, hostname: str | None = None
+    name: str,
+    state_dir: Path,
+    clock: Clock,
+    *,
+    hostname: str | None = None,
+    images: Any = None,
 ) -> Runtime:
-    """The runtime called `name`, keeping its per-task state under `state_dir`.
+    """The runtime called `name` (or "auto"), keeping its per-task state under `state_dir`.
 
-    `hostname` is the node's hostname as tasks see it (SWARMLET_NODE_HOSTNAME)."""
+    `hostname` is the node's hostname as tasks see it (SWARMLET_NODE_HOSTNAME). The runc
+    runtime takes its images from `images` (default: worker.images.ImageStore under
+    `state_dir/../images`) and keeps named volumes under `state_dir/../volumes`."""
+    name = resolve_runtime(name)
     if name == "process":
         return ProcessRuntime(state_dir, clock, hostname=hostname)
     if name == "sim":
         return SimRuntime(clock)
-    raise WorkerError(f"unknown runtime {name!r} (known: {', '.join(NAMES)})")
+    if name == "runc":
+        from worker.runtime.runc import RuncRuntime
+
+        why = runc_usable() if images is None else ""
+        if why:
+            raise WorkerError(why)
+        if images is None:
+            store_cls = importlib.import_module("worker.images").ImageStore
+            images = store_cls(Path(state_dir).parent / "images")
+        return RuncRuntime(state_dir, clock, images, hostname=hostname)
+    raise WorkerError(f"unknown runtime {name!r} (known: {', '.join(NAMES)}, {AUTO})")
