@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from manager.errors import Rejected
 from swarmlet.api import swarmlet_pb2 as pb
@@ -23,8 +23,9 @@ from swarmlet.states import RUNNING, is_terminal
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One object changed: kind is service|task|node|cluster; op is create|update|remove,
-    or for task status reports "progress" (still running or on its way) or "ended"."""
+    """One object changed: kind is service|task|node|cluster|secret|config; op is
+    create|update|remove, or for task status reports "progress" (still running or on its
+    way) or "ended"."""
 
     kind: str
     id: str
@@ -32,7 +33,7 @@ class Event:
 
 
 Listener = Callable[[list[Event]], None]
-M = TypeVar("M", pb.Service, pb.Task, pb.Node, pb.Cluster)
+M = TypeVar("M", pb.Service, pb.Task, pb.Node, pb.Cluster, pb.Secret, pb.Config)
 
 
 def _copy(msg: M) -> M:
@@ -56,6 +57,9 @@ class Store:
         self.nodes: dict[str, pb.Node] = {}
         self.services: dict[str, pb.Service] = {}
         self.tasks: dict[str, pb.Task] = {}
+        self.secrets: dict[str, pb.Secret] = {}  # data encrypted (manager.secretbox)
+        self.configs: dict[str, pb.Config] = {}
+        self._object_names: dict[str, dict[str, str]] = {"secret": {}, "config": {}}
         self._names: dict[str, str] = {}
         self._by_service: dict[str, set[str]] = {}
         self._by_node: dict[str, set[str]] = {}
@@ -95,6 +99,28 @@ class Store:
         with self.lock:
             return list(self.nodes.values())
 
+    def secret_by_name(self, name: str) -> pb.Secret | None:
+        with self.lock:
+            sid = self._object_names["secret"].get(name)
+            return self.secrets.get(sid) if sid else None
+
+    def config_by_name(self, name: str) -> pb.Config | None:
+        with self.lock:
+            cid = self._object_names["config"].get(name)
+            return self.configs.get(cid) if cid else None
+
+    def users_of(self, kind: str, object_id: str) -> list[str]:
+        """Names of the services whose spec references secret/config `object_id`."""
+        with self.lock:
+            return sorted(
+                svc.spec.annotations.name
+                for svc in self.services.values()
+                if any(
+                    (r.secret_id if kind == "secret" else r.config_id) == object_id
+                    for r in getattr(svc.spec.task_template.container, kind + "s")
+                )
+            )
+
     # ------------------------------------------------------------------ apply
 
     def apply_batch(self, batch: pb.CommandBatch) -> pb.BatchResult:
@@ -133,7 +159,11 @@ class Store:
             )
 
     @staticmethod
-    def _stamp(obj: pb.Service | pb.Task | pb.Node | pb.Cluster, now: float, new: bool) -> None:
+    def _stamp(
+        obj: pb.Service | pb.Task | pb.Node | pb.Cluster | pb.Secret | pb.Config,
+        now: float,
+        new: bool,
+    ) -> None:
         if new:
             obj.meta.version = 1
             obj.meta.created_at = now
@@ -335,6 +365,45 @@ class Store:
             raise Rejected(f"node {nid} not found")
         return [Event("node", nid, "remove")]
 
+    # secrets and configs -----------------------------------------------------
+
+    def _op_create_secret(self, s: pb.Secret, _v: int, now: float) -> list[Event]:
+        return self._create_object("secret", s, self.secrets, now)
+
+    def _op_create_config(self, c: pb.Config, _v: int, now: float) -> list[Event]:
+        return self._create_object("config", c, self.configs, now)
+
+    def _op_remove_secret(self, sid: str, _v: int, _now: float) -> list[Event]:
+        return self._remove_object("secret", sid, self.secrets)
+
+    def _op_remove_config(self, cid: str, _v: int, _now: float) -> list[Event]:
+        return self._remove_object("config", cid, self.configs)
+
+    def _create_object(self, kind: str, obj: Any, table: dict[str, Any], now: float) -> list[Event]:
+        names = self._object_names[kind]
+        if obj.id in table:
+            raise Rejected(f"{kind} id {obj.id} exists")
+        if obj.spec.annotations.name in names:
+            raise Rejected(f"{kind} {obj.spec.annotations.name} already exists")
+        new = type(obj)()
+        new.CopyFrom(obj)
+        self._stamp(new, now, True)
+        table[new.id] = new
+        names[new.spec.annotations.name] = new.id
+        return [Event(kind, new.id, "create")]
+
+    def _remove_object(self, kind: str, oid: str, table: dict[str, Any]) -> list[Event]:
+        old = table.get(oid)
+        if old is None:
+            raise Rejected(f"{kind} {oid} not found")
+        name = old.spec.annotations.name
+        users = self.users_of(kind, oid)
+        if users:
+            raise Rejected(f"{kind} {name} is in use by service {', '.join(users)}")
+        del table[oid]
+        self._object_names[kind].pop(name, None)
+        return [Event(kind, oid, "remove")]
+
     # cluster -----------------------------------------------------------------
 
     def _op_put_cluster(self, cluster: pb.Cluster, expected: int, now: float) -> list[Event]:
@@ -362,6 +431,8 @@ class Store:
             snap.nodes.extend(self.nodes.values())
             snap.services.extend(self.services.values())
             snap.tasks.extend(self.tasks.values())
+            snap.secrets.extend(self.secrets.values())
+            snap.configs.extend(self.configs.values())
             return bytes(snap.SerializeToString(deterministic=True))
 
     def restore(self, data: bytes) -> None:
@@ -380,6 +451,12 @@ class Store:
         self.tasks, self._by_service, self._by_node, self._live = {}, {}, {}, {}
         for t in _fresh(snap.tasks):
             self._put_task(t)
+        self.secrets = {s.id: s for s in _fresh(snap.secrets)}
+        self.configs = {c.id: c for c in _fresh(snap.configs)}
+        self._object_names = {
+            "secret": {s.spec.annotations.name: s.id for s in self.secrets.values()},
+            "config": {c.spec.annotations.name: c.id for c in self.configs.values()},
+        }
 
     def digest(self) -> str:
         """A stable digest of the whole state (to compare managers)."""
