@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 
 import grpc
 
+from manager.control_secrets import SecretsControl
 from manager.errors import ManagerError, NotLeader, ProposalTimeout, Rejected
 from manager.lookup import resolve_node, resolve_service
 from manager.orchestrator import matches_placement
 from manager.proposer import Proposer
 from manager.store import Store, is_live
+from manager.updater import rolled_back
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.api import swarmlet_pb2_grpc as pbg
 from swarmlet.errors import Conflict, NotFound, SpecError, SwarmletError
@@ -51,7 +53,7 @@ def grpc_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class ControlService(pbg.ControlServicer):
+class ControlService(SecretsControl, pbg.ControlServicer):
     def __init__(
         self,
         store: Store,
@@ -80,6 +82,7 @@ class ControlService(pbg.ControlServicer):
     @grpc_errors
     def CreateService(self, request: pb.CreateServiceRequest, context: Any) -> Any:  # noqa: N802
         spec = validate_service_spec(request.spec)
+        self.resolve_references(spec)
         name = spec.annotations.name
         if self._store.service_by_name(name) is not None:
             raise Conflict(f"service {name} already exists")
@@ -91,11 +94,31 @@ class ControlService(pbg.ControlServicer):
     def UpdateService(self, request: pb.UpdateServiceRequest, context: Any) -> Any:  # noqa: N802
         old = resolve_service(self._store, request.id)
         spec = validate_service_spec(request.spec)
+        self.resolve_references(spec)
         new = pb.Service()
         new.CopyFrom(old)
         new.spec.CopyFrom(spec)
+        new.ClearField("update_status")  # a new update starts (a paused one resumes), as in Swarm
+        if new.spec != old.spec:
+            new.ClearField("previous_spec")  # the store keeps the spec being replaced
         self._commit(pb.Command(update_service=new, expected_version=request.version))
         return pb.ServiceResponse(service=self._store.services[old.id])
+
+    @grpc_errors
+    def RollbackService(self, request: pb.IdRequest, context: Any) -> Any:  # noqa: N802
+        for _ in range(5):
+            old = resolve_service(self._store, request.id)
+            if not old.HasField("previous_spec"):
+                name = old.spec.annotations.name
+                raise Conflict(f"service {name} has no previous spec to roll back to")
+            new = rolled_back(old, "manually requested rollback")
+            cmd = pb.Command(update_service=new, expected_version=old.meta.version)
+            result = self._proposer.propose([cmd])[0]
+            if result.ok:
+                return pb.ServiceResponse(service=self._store.services[old.id])
+            if "changed since" not in result.error:
+                raise Conflict(result.error)
+        raise Conflict("service keeps changing; try again")
 
     @grpc_errors
     def ScaleService(self, request: pb.ScaleRequest, context: Any) -> Any:  # noqa: N802

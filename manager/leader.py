@@ -1,7 +1,9 @@
 """The leader's reconcile loop: orchestrator, then allocator/scheduler, then propose.
 
 Runs only while this manager leads. It wakes on store changes (debounced) and at the
-earliest time a decision asked for (a restart delay expiring), reads the store, and
+earliest time a decision asked for (a restart delay expiring, an update's delay or
+monitor period), and -- while a rolling update waits for new tasks -- on tasks reaching
+RUNNING; it reads the store, and
 proposes what the pure decision functions return. A proposal is waited for before the
 next pass, so every pass sees the effects of the previous one.
 """
@@ -43,10 +45,12 @@ class LeaderLoop:
         self._thread: threading.Thread | None = None
         self._log = log.get("leader")
         self.passes = 0
+        self._watching = False  # a rolling update waits for tasks to reach RUNNING
 
     def on_events(self, events: list[Event]) -> None:
-        # a task making progress towards RUNNING needs no decision; anything else may
-        if any(e.op != "progress" for e in events):
+        # a task making progress towards RUNNING needs no decision -- unless an update
+        # waits for it; anything else may
+        if self._watching or any(e.op != "progress" for e in events):
             self._wake.set()
 
     def start(self) -> None:
@@ -87,6 +91,7 @@ class LeaderLoop:
         self.passes += 1
         now = self._clock.now()
         decision = orchestrator.reconcile(self._store, now, self._new_id, self._history_limit())
+        self._watching = decision.watching
         if decision.commands:
             self._propose(decision.commands, "orchestrator")
         alloc = allocate(self._store, self._clock.now(), self._strategy)

@@ -27,10 +27,16 @@ at most `history_limit` tasks are kept, the newest, and only terminal ones are t
 The task that records a finished slot (ended by itself, not restarted) is always kept, or
 the slot would be refilled.
 
+Rolling updates and rollbacks are decided by `manager.updater` for each service whose
+tasks are not all of its current spec_version (or whose update is in progress); the slots
+it works on in a pass are left alone here. Its timing (update delay, monitor period) comes
+back as `Decision.wake_at`; restart delays are stamped into the new task's `not_before`
+and enforced by the allocator. `Decision.watching` asks the leader loop to run again as
+soon as a task reaches RUNNING (an update waits for that).
+
 Cost when converged: one pass over all tasks grouping them by (service, slot) in plain
 dicts, then a few field reads per task; no protobuf is copied or built unless a command is
-emitted. `wake_at` is always None today: restart delays are stamped into the new task's
-`not_before` and enforced by the allocator, so no decision here waits for time.
+emitted.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
+from manager import updater
 from manager.store import Store
 from scheduler.constraints import Constraint, parse_constraint
 from scheduler.errors import ConstraintError
@@ -58,6 +65,7 @@ class Decision:
 
     commands: list[pb.Command] = field(default_factory=list)
     wake_at: float | None = None
+    watching: bool = False  # run again when a task reaches RUNNING (an update waits)
 
 
 def reconcile(
@@ -79,7 +87,7 @@ def reconcile(
     for slots in groups.values():  # tasks whose service was removed
         for group in slots.values():
             plan.retire(group)
-    return Decision(plan.commands, None)
+    return Decision(plan.commands, plan.wake_at, plan.watching)
 
 
 def _group(tasks: Iterable[pb.Task]) -> dict[str, dict[Key, list[pb.Task]]]:
@@ -119,6 +127,12 @@ class _Plan:
         self.new_id = new_id
         self.limit = limit
         self.commands: list[pb.Command] = []
+        self.wake_at: float | None = None
+        self.watching = False
+        self.global_view = updater.NodeView(avoid=self.down, down=self.down, known=self.nodes)
+        self.replicated_view = updater.NodeView(
+            avoid=self.unfit, down=self.down, known=self.nodes
+        )
 
     # commands ------------------------------------------------------------------
 
@@ -175,10 +189,18 @@ class _Plan:
 
 def _replicated_service(plan: _Plan, svc: pb.Service, slots: dict[Key, list[pb.Task]]) -> None:
     replicas = svc.spec.mode.replicated.replicas
+    held: Container[Key] = ()
+    if updater.wants_pass(svc, slots):
+        wanted: dict[Key, list[pb.Task]] = {
+            k: g for k, g in slots.items() if type(k) is int and k <= replicas
+        }
+        held = _update(plan, svc, wanted, plan.replicated_view)
     present = 0
     for key, group in slots.items():
         if type(key) is int and key <= replicas:
             present += 1
+            if key in held:
+                continue
             if len(group) == 1 and _settled(group[0], plan.healthy):
                 continue  # the common case: one live task where it may stay
             _tend_slot(plan, svc, group, key, "", can_start=True)
@@ -192,8 +214,16 @@ def _replicated_service(plan: _Plan, svc: pb.Service, slots: dict[Key, list[pb.T
 
 def _global_service(plan: _Plan, svc: pb.Service, slots: dict[Key, list[pb.Task]]) -> None:
     eligible = _eligible_nodes(plan, svc)
+    held: Container[Key] = ()
+    if updater.wants_pass(svc, slots):
+        wanted: dict[Key, list[pb.Task]] = {
+            k: g for k, g in slots.items() if type(k) is str and k in eligible
+        }
+        held = _update(plan, svc, wanted, plan.global_view)
     for key, group in slots.items():
         if type(key) is str and key in eligible:
+            if key in held:
+                continue
             if len(group) == 1 and _settled(group[0], eligible):
                 continue
             _tend_slot(plan, svc, group, 0, key, can_start=key not in plan.down)
@@ -202,6 +232,30 @@ def _global_service(plan: _Plan, svc: pb.Service, slots: dict[Key, list[pb.Task]
     for nid in eligible:
         if nid not in slots and nid not in plan.down:
             plan.create(svc, 0, nid, 0, 0.0)
+
+
+def _update(
+    plan: _Plan, svc: pb.Service, wanted: dict[Key, list[pb.Task]], view: updater.NodeView
+) -> Container[Key]:
+    """Carry out the updater's decision for this service; return the slots it holds."""
+    decided = updater.plan_update(svc, wanted, plan.now, view)
+    if decided is None:
+        return ()
+    for t in decided.shutdown:
+        plan.desire(t, SHUTDOWN)
+    for key in decided.create:
+        if type(key) is int:
+            plan.create(svc, key, "", 0, 0.0)
+        else:
+            plan.create(svc, 0, str(key), 0, 0.0)
+    if decided.service is not None:
+        cmd = pb.Command(update_service=decided.service, expected_version=svc.meta.version)
+        plan.commands.append(cmd)
+    if decided.wake_at is not None:
+        wake = plan.wake_at
+        plan.wake_at = decided.wake_at if wake is None else min(wake, decided.wake_at)
+    plan.watching = plan.watching or decided.watching
+    return decided.held
 
 
 def _settled(task: pb.Task, fine_nodes: Container[str]) -> bool:
@@ -256,7 +310,8 @@ def _tend_slot(
         want = t.desired_state
         if want <= RUNNING:
             if t.status.state < COMPLETE:
-                live = t
+                if live is None or _age(t) > _age(live):
+                    live = t  # the newest: a start-first update may hold two for a while
             elif dead is None or _age(t) > _age(dead):
                 dead = t  # ended by itself and not handled yet
         elif want >= REMOVE:

@@ -7,6 +7,13 @@ so a deposed leader's stale decisions cannot double-place a task or resurrect a 
 
 Stored objects are never mutated in place: a change replaces the object with a new
 message, so readers may keep references taken under the lock.
+
+A service's spec_version counts changes of what its tasks are made from (the task
+template, or the mode kind): a scale or an update_config change leaves it alone, so only
+real changes make tasks out of date. A slot (or, for a global service, a node) holds one
+live task; a second is accepted only while a start-first update replaces the first -- when
+the slot holds exactly one live task and it is of an older spec_version than the new one.
+Two live tasks of the same version, or three, are never accepted (no double placement).
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ class Store:
         self._names: dict[str, str] = {}
         self._by_service: dict[str, set[str]] = {}
         self._by_node: dict[str, set[str]] = {}
-        self._live: dict[tuple[str, int | str], str] = {}
+        self._live: dict[tuple[str, int | str], tuple[str, ...]] = {}
         self._listeners: list[Listener] = []
 
     # ------------------------------------------------------------------ listeners
@@ -198,7 +205,8 @@ class Store:
         new.meta.CopyFrom(old.meta)
         new.spec_version = old.spec_version
         if new.spec != old.spec:
-            new.spec_version += 1
+            if _makes_tasks_differ(old.spec, new.spec):
+                new.spec_version += 1
             if not svc.HasField("previous_spec"):
                 new.previous_spec.CopyFrom(old.spec)
         self._stamp(new, now, False)
@@ -217,9 +225,13 @@ class Store:
     # tasks -------------------------------------------------------------------
 
     def _occupant(self, task: pb.Task) -> pb.Task | None:
-        """The live task already holding this task's slot (or node, for global tasks)."""
-        tid = self._live.get(_slot_key(task))
-        return self.tasks.get(tid) if tid else None
+        """A live task that keeps `task` out of its slot (or node, for global tasks)."""
+        holders = self._live.get(_slot_key(task), ())
+        if len(holders) == 1:
+            only = self.tasks[holders[0]]
+            if only.spec_version < task.spec_version:
+                return None  # a start-first update: the new task joins the old one
+        return self.tasks[holders[0]] if holders else None
 
     def _op_create_task(self, task: pb.Task, _v: int, now: float) -> list[Event]:
         if task.id in self.tasks:
@@ -244,7 +256,10 @@ class Store:
             if old.node_id and old.node_id != task.node_id:
                 self._by_node.get(old.node_id, set()).discard(task.id)
         if is_live(task):
-            self._live[_slot_key(task)] = task.id
+            key = _slot_key(task)
+            holders = self._live.get(key, ())
+            if task.id not in holders:
+                self._live[key] = (*holders, task.id)
         self.tasks[task.id] = task
         self._by_service.setdefault(task.service_id, set()).add(task.id)
         if task.node_id:
@@ -324,8 +339,13 @@ class Store:
 
     def _unindex_live(self, task: pb.Task) -> None:
         key = _slot_key(task)
-        if self._live.get(key) == task.id:
-            del self._live[key]
+        holders = self._live.get(key, ())
+        if task.id in holders:
+            rest = tuple(h for h in holders if h != task.id)
+            if rest:
+                self._live[key] = rest
+            else:
+                del self._live[key]
 
     # nodes -------------------------------------------------------------------
 
@@ -468,6 +488,14 @@ class Store:
 def _slot_key(task: pb.Task) -> tuple[str, int | str]:
     """Replicated tasks occupy (service, slot); global tasks occupy (service, node)."""
     return (task.service_id, task.slot if task.slot else task.node_id)
+
+
+def _makes_tasks_differ(old: pb.ServiceSpec, new: pb.ServiceSpec) -> bool:
+    """Whether tasks made from `old` are out of date under `new` (spec_version bumps)."""
+    return (
+        old.task_template != new.task_template
+        or old.mode.WhichOneof("mode") != new.mode.WhichOneof("mode")
+    )
 
 
 def _fresh(items: Iterable[M]) -> list[M]:

@@ -41,8 +41,11 @@ def test_update_checks_version_and_bumps_spec_version() -> None:
     assert ok(apply(st, pb.Command(update_service=new, expected_version=1))) == [True]
     got = st.services["s1"]
     assert got.spec.mode.replicated.replicas == 5
-    assert got.spec_version == 2 and got.meta.version == 2
+    assert got.spec_version == 1 and got.meta.version == 2  # a scale changes no task
     assert got.previous_spec.mode.replicated.replicas == 2
+    new.spec.task_template.container.image = "busybox:2"
+    assert ok(apply(st, pb.Command(update_service=new, expected_version=2))) == [True]
+    assert st.services["s1"].spec_version == 2
 
 
 def test_task_needs_its_service_and_a_free_slot() -> None:
