@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -175,8 +175,7 @@ def test_stop_signal_then_sigkill_after_grace(env: Env) -> None:
     for t in (polite, stubborn, custom):
         env.start(t)
     for t in (polite, stubborn, custom):
-        tid = t.id
-        wait_for(lambda: "up" in list(env.rt.logs(tid)), timeout=20)
+        wait_for(_said("up", env.rt, t.id), timeout=20)
     env.rt.shutdown(polite.id, 10.0)
     assert env.rt.wait(polite.id, 0) == ExitInfo(143)
     t0 = time.monotonic()
@@ -185,6 +184,10 @@ def test_stop_signal_then_sigkill_after_grace(env: Env) -> None:
     assert env.rt.wait(stubborn.id, 0) == ExitInfo(137, False, "killed by SIGKILL")
     env.rt.shutdown(custom.id, 10.0)
     assert env.rt.wait(custom.id, 0) == ExitInfo(42)
+
+
+def _said(word: str, rt: RuncRuntime, tid: str) -> Callable[[], bool]:
+    return lambda: word in list(rt.logs(tid))
 
 
 def test_new_runtime_adopts_running_container_and_learns_its_exit(env: Env,
