@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import grpc
 
-from manager.control_secrets import SecretsControl
 from manager.errors import ManagerError, NotLeader, ProposalTimeout, Rejected
 from manager.lookup import resolve_node, resolve_service
 from manager.orchestrator import matches_placement
@@ -53,7 +52,7 @@ def grpc_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class ControlService(SecretsControl, pbg.ControlServicer):
+class ControlService(pbg.ControlServicer):
     def __init__(
         self,
         store: Store,
@@ -82,7 +81,6 @@ class ControlService(SecretsControl, pbg.ControlServicer):
     @grpc_errors
     def CreateService(self, request: pb.CreateServiceRequest, context: Any) -> Any:  # noqa: N802
         spec = validate_service_spec(request.spec)
-        self.resolve_references(spec)
         name = spec.annotations.name
         if self._store.service_by_name(name) is not None:
             raise Conflict(f"service {name} already exists")
@@ -94,7 +92,6 @@ class ControlService(SecretsControl, pbg.ControlServicer):
     def UpdateService(self, request: pb.UpdateServiceRequest, context: Any) -> Any:  # noqa: N802
         old = resolve_service(self._store, request.id)
         spec = validate_service_spec(request.spec)
-        self.resolve_references(spec)
         new = pb.Service()
         new.CopyFrom(old)
         new.spec.CopyFrom(spec)
