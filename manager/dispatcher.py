@@ -18,6 +18,7 @@ import grpc
 from manager.auth import peer_identity
 from manager.errors import ManagerError
 from manager.proposer import Proposer
+from manager.secretbox import delivery
 from manager.store import Event, Store
 from swarmlet import log
 from swarmlet.api import swarmlet_pb2 as pb
@@ -35,7 +36,7 @@ class _Session:
         self.dirty = False
         self.lock = threading.Lock()
         self.sequence = 0
-        self.last: tuple[tuple[str, int], ...] | None = None
+        self.last: tuple[object, ...] | None = None
         self.closed = threading.Event()
 
     def mark(self) -> None:
@@ -271,13 +272,26 @@ class Dispatcher(pbg.DispatcherServicer):
             if t.status.state >= ASSIGNED and not is_terminal(t.status.state)
         ]
         tasks.sort(key=lambda t: t.id)
-        fingerprint = tuple((t.id, t.desired_state) for t in tasks)
+        fingerprint = (
+            tuple((t.id, t.desired_state) for t in tasks),
+            tuple(sorted({r.secret_id for t in tasks for r in t.spec.container.secrets})),
+            tuple(sorted({r.config_id for t in tasks for r in t.spec.container.configs})),
+        )
         if fingerprint == sess.last:
             return None
+        # only the secrets/configs this node's tasks use, secrets decrypted
+        secrets, configs, problems = delivery(
+            self._store.cluster, self._store.secrets, self._store.configs, tasks
+        )
+        for problem in problems:
+            self._log.warning("dispatcher.delivery_failed", problem=problem,
+                              **{"node.id": sess.node_id})
         sess.last = fingerprint
         sess.sequence += 1
         return pb.ManagerMessage(
-            assignments=pb.Assignments(sequence=sess.sequence, tasks=tasks)
+            assignments=pb.Assignments(
+                sequence=sess.sequence, tasks=tasks, secrets=secrets, configs=configs
+            )
         )
 
     def _read(self, sess: _Session, it: Iterator[pb.WorkerMessage]) -> None:
