@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +29,7 @@ from swarmlet.errors import (
 )
 
 CALL_TIMEOUT_S = 30.0
+IMAGE_TIMEOUT_S = 3600.0  # pulls and loads of large images take their time
 
 
 class InvalidArgument(SwarmletError):
@@ -114,11 +116,11 @@ class ControlClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         if not self.socket_path.exists():
             raise no_daemon(self.socket_path)
         try:
-            return getattr(self._stub, method)(request, timeout=self.timeout)
+            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as err:
             raise error_from_rpc(err, self.socket_path) from None
 
@@ -172,3 +174,38 @@ class ControlClient:
     def list_tasks(self, service: str = "", node: str = "") -> pb.ListTasksResponse:
         req = pb.ListTasksRequest(service=service, node=node)
         return self._call("ListTasks", req)
+
+    def service_logs(self, request: pb.LogsRequest) -> Iterator[pb.LogLine]:
+        """Log lines as the manager streams them (no deadline: --follow runs until the
+        caller stops iterating and closes the client, which cancels the call)."""
+        if not self.socket_path.exists():
+            raise no_daemon(self.socket_path)
+        call = self._stub.ServiceLogs(request)
+        try:
+            yield from call
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise error_from_rpc(err, self.socket_path) from None
+        finally:
+            call.cancel()
+
+    # ------------------------------------------------------------ images (this node's)
+
+    def image_list(self) -> list[pb.Image]:
+        return list(self._call("ImageList", pb.Empty()).images)
+
+    def image_pull(self, ref: str, insecure: bool = False) -> pb.Image:
+        req = pb.ImageRef(ref=ref, insecure=insecure)
+        return self._call("ImagePull", req, timeout=IMAGE_TIMEOUT_S).images[0]
+
+    def image_load(self, path: str) -> list[pb.Image]:
+        req = pb.ImagePath(path=path)
+        return list(self._call("ImageLoad", req, timeout=IMAGE_TIMEOUT_S).images)
+
+    def image_import(self, path: str, ref: str) -> pb.Image:
+        req = pb.ImagePath(path=path, ref=ref)
+        return self._call("ImageImport", req, timeout=IMAGE_TIMEOUT_S).images[0]
+
+    def image_remove(self, ref: str) -> list[pb.Image]:
+        return list(self._call("ImageRemove", pb.ImageRef(ref=ref)).images)

@@ -25,6 +25,7 @@ from swarmlet.api import swarmlet_pb2 as pb  # noqa: E402
 from swarmlet.api import swarmlet_pb2_grpc as pbg  # noqa: E402
 from swarmlet.clock import Clock, RealClock  # noqa: E402
 from swarmlet.errors import SwarmletError  # noqa: E402
+from swarmlet.image_service import ImageService  # noqa: E402
 from swarmlet.local_control import LocalControl  # noqa: E402
 from swarmlet.nodeconfig import NodeConfig  # noqa: E402
 from swarmlet.pki import MANAGER_SERVER_NAME  # noqa: E402
@@ -63,6 +64,7 @@ class NodeDaemon:
         self.done = threading.Event()
         self.manager: Any = None
         self.agent: Any = None
+        self.images: Any = None  # worker.images.ImageStore of this node
         self._local: grpc.Server | None = None
         self._leaving = False
         self._stopping = False
@@ -133,12 +135,19 @@ class NodeDaemon:
 
     def _start_agent(self, ca: bytes, cert: bytes, key: bytes) -> None:
         from worker.agent import Agent
-        from worker.runtime import make_runtime
+        from worker.images import ImageStore
+        from worker.runtime import make_runtime, resolve_runtime, runc_usable
 
         state = self.data_dir / "agent"
         state.mkdir(parents=True, exist_ok=True)
+        self.images = ImageStore(state / "images", clock=self.clock,
+                                 insecure_registries=self.cfg.insecure_registries)
+        # runc gets this node's store (insecure registries included) when it can run here;
+        # otherwise make_runtime says why not
+        runc_ok = resolve_runtime(self.cfg.runtime) == "runc" and not runc_usable()
         runtime = make_runtime(self.cfg.runtime, state / "runtime", self.clock,
-                               hostname=self.cfg.hostname)
+                               hostname=self.cfg.hostname,
+                               images=self.images if runc_ok else None)
         self.log.info("daemon.runtime", runtime=runtime.name, configured=self.cfg.runtime)
         self.agent = Agent(
             state_dir=state,
@@ -158,7 +167,8 @@ class NodeDaemon:
         sock.unlink(missing_ok=True)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         control = self.manager.control if self.manager is not None else None
-        servicer = LocalControl(self._info, self._leave, control)
+        images = ImageService(self.images) if self.images is not None else None
+        servicer = LocalControl(self._info, self._leave, control, images)
         pbg.add_ControlServicer_to_server(servicer, server)  # type: ignore[arg-type]
         old = os.umask(0o177)
         try:

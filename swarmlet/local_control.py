@@ -1,7 +1,8 @@
 """The local control socket's servicer: node-level calls answered here, the rest delegated.
 
-Info and Leave are about this node and are answered by it; everything else goes to the
-manager's control service, or fails with "not a manager" on a worker.
+Info, Leave and the Image* calls (this node's image store) are about this node and are
+answered by it; everything else goes to the manager's control service, or fails with
+"not a manager" on a worker.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ class LocalControl:
         info: Callable[[], pb.InfoResponse],
         leave: Callable[[bool], None],
         manager_control: Any | None,
+        images: Any | None = None,
     ) -> None:
         self._info = info
         self._leave = leave
         self._manager = manager_control
+        self._images = images  # swarmlet.image_service.ImageService: this node's images
 
     def Info(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.InfoResponse:  # noqa: N802
         return self._info()
@@ -44,6 +47,8 @@ class LocalControl:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
+        if name.startswith("Image") and self._images is not None:
+            return getattr(self._images, name)
         if self._manager is not None:
             return getattr(self._manager, name)
 

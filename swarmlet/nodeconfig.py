@@ -30,6 +30,9 @@ class NodeConfig:
     managers: list[str] = field(default_factory=list)
     runtime: str = "process"
     raft_peers: list[str] = field(default_factory=list)   # managers: other Raft members
+    # registries pulled from over plain HTTP (host, host:port or CIDR); 127.0.0.0/8 and
+    # localhost always are, as with Docker
+    insecure_registries: list[str] = field(default_factory=list)
 
     @property
     def advertise_ip(self) -> str:

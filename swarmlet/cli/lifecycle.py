@@ -18,6 +18,7 @@ import typer
 from swarmlet import bootstrap, nodeconfig, paths
 from swarmlet.client import ControlClient
 from swarmlet.errors import NoDaemon, SwarmletError
+from swarmlet.image_service import check_insecure_registry
 
 RUNTIMES = ("auto", "runc", "process", "sim")
 RUNTIME_HELP = "Task runtime: auto (runc if root and installed, else process), runc, process, sim."
@@ -94,6 +95,16 @@ def _run(data_dir: Path, foreground: bool) -> int | None:
     return start_daemon(data_dir)
 
 
+INSECURE_HELP = ("Registry that may be pulled from over plain HTTP (repeatable); "
+                 "127.0.0.0/8 and localhost always may.")
+
+
+def _set_insecure(data_dir: Path, cfg: nodeconfig.NodeConfig, insecure: list[str]) -> None:
+    if insecure:
+        cfg.insecure_registries = insecure
+        nodeconfig.save(data_dir, cfg)
+
+
 def register(app: typer.Typer) -> None:
     """Add init / join / leave to the top-level app."""
 
@@ -107,12 +118,16 @@ def register(app: typer.Typer) -> None:
                                      help="Node state directory."),
         hostname: str = typer.Option(None, help="Node name (default: this machine's)."),
         runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+        insecure_registry: list[str] = typer.Option([], metavar="HOST[:PORT]|CIDR",
+                                                    help=INSECURE_HELP),
         foreground: bool = typer.Option(False, help="Run the daemon in this process."),
     ) -> None:
         """Create a new swarm with this node as its first manager."""
         d = paths.data_dir(data_dir)
+        insecure = [check_insecure_registry(r) for r in insecure_registry]
         cfg = bootstrap.init_cluster(d, listen_addr, advertise_addr,
                                      hostname or socket.gethostname(), _check_runtime(runtime))
+        _set_insecure(d, cfg, insecure)
         if foreground:
             _run(d, True)
         try:
@@ -138,13 +153,17 @@ def register(app: typer.Typer) -> None:
                                         "used when the token is a manager token."),
         hostname: str = typer.Option(None, help="Node name (default: this machine's)."),
         runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+        insecure_registry: list[str] = typer.Option([], metavar="HOST[:PORT]|CIDR",
+                                                    help=INSECURE_HELP),
         foreground: bool = typer.Option(False, help="Run the daemon in this process."),
     ) -> None:
         """Join an existing swarm (as a worker or, with a manager token, a manager)."""
         d = paths.data_dir(data_dir)
+        insecure = [check_insecure_registry(r) for r in insecure_registry]
         cfg = bootstrap.join_cluster(d, token, remote, advertise_addr,
                                      hostname or socket.gethostname(), _check_runtime(runtime),
                                      listen_addr)
+        _set_insecure(d, cfg, insecure)
         if foreground:
             _run(d, True)
         try:

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from swarmlet import paths
-from swarmlet.cli import lifecycle, node_cmds, service_cmds
+from swarmlet.cli import image_cmds, lifecycle, node_cmds, service_cmds
 from swarmlet.cli.common import DATA_DIR_HELP
 from swarmlet.errors import SwarmletError
 
@@ -74,6 +74,7 @@ def main(
 
 
 app.add_typer(service_cmds.app, name="service")
+app.add_typer(image_cmds.app, name="image")
 node_cmds.register(app)
 lifecycle.register(app)
 

@@ -7,6 +7,7 @@ or id names nothing in the local store (the CLI edge turns it into NOT_FOUND).
 
 from __future__ import annotations
 
+from swarmlet.errors import NotFound
 from worker.errors import WorkerError
 
 
@@ -14,5 +15,5 @@ class ImageError(WorkerError):
     """An image cannot be found, fetched, verified, unpacked or stored."""
 
 
-class ImageNotFound(ImageError):
+class ImageNotFound(ImageError, NotFound):
     """No local image answers to the reference or id."""
