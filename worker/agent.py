@@ -127,7 +127,8 @@ class Agent:
         if stored:
             self._merge_managers(json.loads(stored))
         self._driver = TaskDriver(
-            self.runtime, self._store, self._reporter, self._clock, self._inbox.put, self._log
+            self.runtime, self._store, self._reporter, self._clock, self._inbox.put, self._log,
+            hostname=self._description.hostname,
         )
         self._driver.load()
         self._thread = threading.Thread(
@@ -302,7 +303,7 @@ class Agent:
         self._last_seq = a.sequence
         if self._leaving:
             return
-        self._driver.apply(a.tasks)
+        self._driver.apply(a.tasks, a.secrets, a.configs)
 
     def _disconnected(self, reason: str, leader: str) -> None:
         was_ready = self._ready

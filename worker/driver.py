@@ -21,6 +21,7 @@ restart an adopted task starts over as "starting" (or "healthy" if it was RUNNIN
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -37,7 +38,9 @@ from worker.controller import Facts, Op, Step
 from worker.errors import RejectError, WorkerError
 from worker.reporter import Reporter
 from worker.runtime.base import EXIT_UNKNOWN, ExitInfo, ProbeResult, Runtime, grace_period
+from worker.secrets import FileCache, prepare_with_files
 from worker.state import StateStore
+from worker.templates import expand_task
 
 RETRY_S = 2.0  # a failed shutdown/remove is tried again after this long
 POOL_SIZE = 8
@@ -88,8 +91,12 @@ class TaskDriver:
         clock: Clock,
         post: Callable[[Any], None],
         log: Any,
+        *,
+        hostname: str = "",
     ) -> None:
         self._rt = runtime
+        self._hostname = hostname or socket.gethostname()  # for templates ({{.Node.Hostname}})
+        self._files = FileCache()  # secrets/configs of the latest assignment set
         self._store = store
         self._reporter = reporter
         self._clock = clock
@@ -134,9 +141,16 @@ class TaskDriver:
             self._recover(rec)
         self._log.info("agent.loaded", tasks=len(self._tasks))
 
-    def apply(self, tasks: Iterable[pb.Task]) -> None:
+    def apply(
+        self,
+        tasks: Iterable[pb.Task],
+        secrets: Iterable[pb.Secret] = (),
+        configs: Iterable[pb.Config] = (),
+    ) -> None:
         """Apply the manager's full assignment set: new tasks, desired-state changes, and
-        every task absent from the set is shut down and forgotten."""
+        every task absent from the set is shut down and forgotten. `secrets` (decrypted)
+        and `configs` are those the set's tasks use; they are kept in memory only."""
+        self._files.update(secrets, configs)
         seen: set[str] = set()
         with self._store.transaction():
             for t in tasks:
@@ -316,7 +330,8 @@ class TaskDriver:
         tid, op = task.id, step.op
         try:
             if op is Op.PREPARE:
-                self._rt.prepare(task)
+                files = self._files.for_task(task)
+                prepare_with_files(self._rt, expand_task(task, self._hostname), files)
                 return OpDone(tid, op, C.status(step.state, step.message, self._clock.now()))
             if op is Op.START:
                 pid = self._rt.start(tid)

@@ -9,6 +9,8 @@ Owns, per task, a directory `<state_dir>/<task id>/` holding:
   output.log   stdout+stderr; rotated by copy-and-truncate at `log_max_bytes` into
                output.log.1 (one old file kept)
   work/        the working directory when the spec names none
+  files/       the task's secrets and configs (worker.secrets; $SWARMLET_SECRETS_DIR,
+               $SWARMLET_CONFIGS_DIR)
 
 The child runs in its own session (process group), so shutdown signals the whole group:
 SIGTERM, then SIGKILL after the grace period. Its output goes straight to the log file
@@ -51,6 +53,7 @@ from worker.runtime.taskfiles import read_json as _read_json
 from worker.runtime.taskfiles import read_lines as _read_lines
 from worker.runtime.taskfiles import rotate_log, run_captured
 from worker.runtime.taskfiles import write_json as _write_json
+from worker.secrets import TaskFiles, materialize
 
 MiB = 1 << 20
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -78,6 +81,7 @@ class ProcessRuntime(Runtime):
 
     name = "process"
     blocking = True
+    delivers_files = True  # secrets/configs: files under the task dir (worker.secrets)
 
     def __init__(
         self,
@@ -108,7 +112,7 @@ class ProcessRuntime(Runtime):
 
     # ------------------------------------------------------------------ prepare / start
 
-    def prepare(self, task: pb.Task) -> None:
+    def prepare(self, task: pb.Task, files: TaskFiles | None = None) -> None:
         if not _TASK_ID.match(task.id):
             raise RejectError(f"invalid task id {task.id!r}")
         argv = task_argv(task)
@@ -125,6 +129,10 @@ class ProcessRuntime(Runtime):
         _check_executable(argv[0], env["PATH"], c.dir or None)
         d.mkdir(exist_ok=True, mode=0o700)
         (d / "work").mkdir(exist_ok=True)
+        if files:
+            materialize(task, files.secrets, files.configs, d / "files")
+            env["SWARMLET_SECRETS_DIR"] = str(d / "files" / "secrets")
+            env["SWARMLET_CONFIGS_DIR"] = str(d / "files" / "configs")
         spec = {
             "argv": argv,
             "env": env,
