@@ -175,6 +175,35 @@ class ControlClient:
         req = pb.ListTasksRequest(service=service, node=node)
         return self._call("ListTasks", req)
 
+    def rollback_service(self, service: str) -> pb.Service:
+        return self._call("RollbackService", pb.IdRequest(id=service)).service
+
+    # ------------------------------------------------------------ secrets and configs
+
+    def create_secret(self, spec: pb.SecretSpec) -> pb.Secret:
+        return self._call("CreateSecret", pb.CreateSecretRequest(spec=spec)).secret
+
+    def get_secret(self, secret: str) -> pb.Secret:
+        return self._call("GetSecret", pb.IdRequest(id=secret)).secret
+
+    def list_secrets(self) -> list[pb.Secret]:
+        return list(self._call("ListSecrets", pb.Empty()).secrets)
+
+    def remove_secret(self, secret: str) -> None:
+        self._call("RemoveSecret", pb.IdRequest(id=secret))
+
+    def create_config(self, spec: pb.ConfigSpec) -> pb.Config:
+        return self._call("CreateConfig", pb.CreateConfigRequest(spec=spec)).config
+
+    def get_config(self, config: str) -> pb.Config:
+        return self._call("GetConfig", pb.IdRequest(id=config)).config
+
+    def list_configs(self) -> list[pb.Config]:
+        return list(self._call("ListConfigs", pb.Empty()).configs)
+
+    def remove_config(self, config: str) -> None:
+        self._call("RemoveConfig", pb.IdRequest(id=config))
+
     def service_logs(self, request: pb.LogsRequest) -> Iterator[pb.LogLine]:
         """Log lines as the manager streams them (no deadline: --follow runs until the
         caller stops iterating and closes the client, which cancels the call)."""
