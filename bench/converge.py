@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from swarmlet.api import swarmlet_pb2 as pb  # noqa: E402
 from swarmlet.client import ControlClient  # noqa: E402
+from swarmlet.errors import SwarmletError  # noqa: E402
 from tests.harness.cluster import LocalCluster, wait_for  # noqa: E402
 
 
@@ -36,7 +37,11 @@ def start_fleet(cluster: LocalCluster, count: int, tmp: Path) -> subprocess.Pope
 
 
 def running(client: ControlClient, name: str) -> int:
-    resp = client.list_services()
+    try:
+        resp = client.list_services()
+    except SwarmletError as e:  # an election under load: report and keep polling
+        print(f"  (control API: {e})", flush=True)
+        return 0
     for s in resp.services:
         if s.spec.annotations.name == name:
             return int(resp.running[s.id])
@@ -48,20 +53,25 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=200)
     p.add_argument("--replicas", type=int, default=5000)
     p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--managers", type=int, default=1)
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="swarmlet-bench-") as t:
         tmp = Path(t)
         cluster = LocalCluster(tmp, runtime="sim")
         fleet = None
         try:
-            cluster.init()
+            if args.managers > 1:
+                cluster.start_ha(managers=args.managers)
+            else:
+                cluster.init()
             t0 = time.monotonic()
             fleet = start_fleet(cluster, args.workers, tmp)
-            wait_for(lambda: cluster.ready_nodes() == args.workers + 1, timeout=120,
-                     interval=0.5, what="all simulated nodes ready")
-            print(f"{args.workers} simulated workers joined and ready in "
-                  f"{time.monotonic() - t0:.1f}s")
+            wait_for(lambda: cluster.ready_nodes() == args.workers + args.managers,
+                     timeout=180, interval=0.5, what="all simulated nodes ready")
+            print(f"{args.managers} manager(s); {args.workers} simulated workers joined and "
+                  f"ready in {time.monotonic() - t0:.1f}s")
             client = ControlClient(cluster.nodes["manager-1"])
+            before = client._call("GetClusterStatus", pb.Empty())
             spec = pb.ServiceSpec(annotations=pb.Annotations(name="bench"))
             spec.task_template.container.image = "sim"
             spec.mode.replicated.replicas = args.replicas
@@ -78,9 +88,13 @@ def main() -> int:
                     last_report = now
                 time.sleep(0.05)
             took = time.monotonic() - t0
+            after = client._call("GetClusterStatus", pb.Empty())
             print(f"service create returned in {t_created * 1000:.0f} ms")
-            print(f"converge: {args.replicas} replicas on {args.workers + 1} nodes all RUNNING "
-                  f"in {took:.2f} s ({args.replicas / took:.0f} tasks/s)")
+            print(f"converge: {args.replicas} replicas on {args.workers + args.managers} nodes "
+                  f"all RUNNING in {took:.2f} s ({args.replicas / took:.0f} tasks/s)")
+            if after.leader_id == before.leader_id:
+                print(f"raft: {after.raft_entries - before.raft_entries} entries carried "
+                      f"{after.raft_commands - before.raft_commands} commands")
         finally:
             if fleet is not None:
                 fleet.terminate()

@@ -226,9 +226,10 @@ class Manager:
         return done.wait(timeout) and ok == [True]
 
     def _become_leader(self) -> None:
-        if not self._barrier():
-            self._log.warning("manager.barrier_failed")
-            return
+        while not self._barrier(timeout=10):
+            if not self._leading:
+                return
+            self._log.warning("manager.barrier_retry")
         if self.store.cluster is None and self.cfg.bootstrap is not None:
             assert self.proposer is not None
             try:

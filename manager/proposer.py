@@ -28,13 +28,20 @@ class Submitter(Protocol):
 
 class Proposer:
     def __init__(
-        self, raft: Submitter, clock: Clock, max_batch: int = 4000, max_inflight: int = 4
+        self,
+        raft: Submitter,
+        clock: Clock,
+        max_batch: int = 2000,
+        max_inflight: int = 4,
+        max_bytes: int = 512 * 1024,
     ) -> None:
+        self._max_bytes = max_bytes
         self._raft = raft
         self._clock = clock
         self._max_batch = max_batch
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._slots = threading.Semaphore(max_inflight)
+        self._held: _Item | None = None
         self._log = log.get("proposer")
         self._thread = threading.Thread(target=self._run, name="proposer", daemon=True)
         self._stopped = False
@@ -49,8 +56,25 @@ class Proposer:
         elif self._stopped:
             fut.set_exception(NotLeader("manager is shutting down"))
         else:
-            self._queue.put((commands, fut))
+            parts = self._split(commands)
+            if len(parts) == 1:
+                self._queue.put((commands, fut))
+            else:
+                _gather(parts, fut, self._queue)
         return fut
+
+    def _split(self, commands: list[pb.Command]) -> list[list[pb.Command]]:
+        """Chunks that each fit in one entry (count and bytes), in order."""
+        parts: list[list[pb.Command]] = [[]]
+        size = 0
+        for c in commands:
+            n = c.ByteSize()
+            if parts[-1] and (len(parts[-1]) >= self._max_batch or size + n > self._max_bytes):
+                parts.append([])
+                size = 0
+            parts[-1].append(c)
+            size += n
+        return parts
 
     def propose(self, commands: list[pb.Command], timeout: float = 10.0) -> list[pb.CommandResult]:
         """Commit commands and return one result per command (ok or the rejection)."""
@@ -65,20 +89,33 @@ class Proposer:
         self._queue.put(None)
 
     def _take(self) -> list[_Item] | None:
-        first = self._queue.get()
+        first: _Item | None
+        if self._held is not None:
+            first, self._held = self._held, None
+        else:
+            first = self._queue.get()
         if first is None:
             return None
         items, count = [first], len(first[0])
-        while count < self._max_batch:
-            try:
-                nxt = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        size = sum(c.ByteSize() for c in first[0])
+        while count < self._max_batch and size < self._max_bytes:
+            if self._held is not None:
+                nxt, self._held = self._held, None
+            else:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
             if nxt is None:
                 self._queue.put(None)
                 break
+            more = sum(c.ByteSize() for c in nxt[0])
+            if size + more > self._max_bytes or count + len(nxt[0]) > self._max_batch:
+                self._held = nxt  # starts the next entry
+                break
             items.append(nxt)
             count += len(nxt[0])
+            size += more
         return items
 
     def _run(self) -> None:
@@ -124,3 +161,29 @@ def _reason(error: int) -> str:
         FAIL_REASON.DISCARDED: "write discarded by a new leader",
         FAIL_REASON.QUEUE_FULL: "raft queue full",
     }.get(error, f"write failed (raft error {error})")
+
+
+def _gather(
+    parts: list[list[pb.Command]],
+    fut: Future[list[pb.CommandResult]],
+    q: queue.Queue[_Item | None],
+) -> None:
+    """Queue each part with its own future; complete `fut` with all results in order."""
+    subs: list[Future[list[pb.CommandResult]]] = [Future() for _ in parts]
+    remaining = [len(parts)]
+    lock = threading.Lock()
+
+    def done(_: Future[list[pb.CommandResult]]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        errors = [f.exception() for f in subs if f.exception() is not None]
+        if errors:
+            fut.set_exception(errors[0])  # type: ignore[arg-type]
+        else:
+            fut.set_result([r for f in subs for r in f.result()])
+
+    for part, sub in zip(parts, subs, strict=True):
+        sub.add_done_callback(done)
+        q.put((part, sub))

@@ -39,12 +39,16 @@ class StoreConsumer(SyncObjConsumer):  # type: ignore[misc]
         self.store.restore(data)
 
 
+MAX_APPEND_BYTES = 8 * 1024 * 1024
+MAX_ENTRY_BYTES = 512 * 1024
+
+
 @dataclass
 class RaftSettings:
     """Timing knobs; defaults from DESIGN.md section 9 (leader fallback lowered to seconds)."""
 
-    min_timeout: float = 0.3
-    max_timeout: float = 0.9
+    min_timeout: float = 0.4
+    max_timeout: float = 1.2
     append_entries_period: float = 0.05
     leader_fallback: float = 4.0
     tick_period: float = 0.01
@@ -83,6 +87,11 @@ class RaftNode:
             onStateChanged=self._state_changed,
             commandsWaitLeader=False,
             bindAddress=self_addr,
+            # pysyncobj 0.3.17 splits an entry larger than this into chunks and ends the
+            # split too early (it compares the pickled entry's offset against the raw
+            # command's length), so a follower fails to unpickle it. Entries stay far
+            # below this size (Proposer.max_bytes), so they are never split.
+            appendEntriesBatchSizeBytes=MAX_APPEND_BYTES,
         )
         self.consumer = StoreConsumer(store)
         self.sync = SyncObj(self_addr, peers, conf, consumers=[self.consumer])
