@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 
 from swarmlet.api import swarmlet_pb2 as pb
+from swarmlet.container_specs import check_container_extras
 from swarmlet.errors import SpecError
 from swarmlet.units import NANO
 
@@ -100,6 +101,7 @@ def _check_container(container: pb.ContainerSpec) -> None:
         raise SpecError("image", "is required")
     if container.image != container.image.strip() or any(c.isspace() for c in container.image):
         raise SpecError("image", f'invalid image reference "{container.image}"')
+    check_container_extras(container)
     for entry in container.env:
         key, sep, _value = entry.partition("=")
         if not sep:
