@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from manager.control_secrets import SecretsControl
 from manager.errors import ManagerError, NotLeader, ProposalTimeout, Rejected
 from manager.lookup import resolve_node, resolve_service
 from manager.orchestrator import matches_placement
@@ -52,7 +53,7 @@ def grpc_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class ControlService(pbg.ControlServicer):
+class ControlService(SecretsControl, pbg.ControlServicer):
     def __init__(
         self,
         store: Store,
@@ -81,6 +82,7 @@ class ControlService(pbg.ControlServicer):
     @grpc_errors
     def CreateService(self, request: pb.CreateServiceRequest, context: Any) -> Any:  # noqa: N802
         spec = validate_service_spec(request.spec)
+        self.resolve_references(spec)
         name = spec.annotations.name
         if self._store.service_by_name(name) is not None:
             raise Conflict(f"service {name} already exists")
@@ -92,6 +94,7 @@ class ControlService(pbg.ControlServicer):
     def UpdateService(self, request: pb.UpdateServiceRequest, context: Any) -> Any:  # noqa: N802
         old = resolve_service(self._store, request.id)
         spec = validate_service_spec(request.spec)
+        self.resolve_references(spec)
         new = pb.Service()
         new.CopyFrom(old)
         new.spec.CopyFrom(spec)
