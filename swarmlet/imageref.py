@@ -95,7 +95,8 @@ def parse(text: str) -> ImageRef:
         raise _bad(text)
     for comp in path.split("/"):
         if not _COMPONENT.match(comp):
-            why = "repository name must be lowercase" if comp.lower() != comp else ""
+            lower_ok = comp.lower() != comp and _COMPONENT.match(comp.lower())
+            why = "repository name must be lowercase" if lower_ok else ""
             raise _bad(text, why)
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"

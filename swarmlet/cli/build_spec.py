@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.cli.common import parse_count, parse_key_value
+from swarmlet.cli.container_opts import parse_mount, set_healthcheck, set_process_options
 from swarmlet.errors import SpecError
 from swarmlet.specs import validate_replicas, validate_service_spec
 from swarmlet.units import parse_cpu, parse_duration, parse_memory
@@ -42,6 +43,19 @@ class ServiceOptions:
     restart_delay: str | None = None
     restart_max_attempts: str | None = None
     stop_grace_period: str | None = None
+    mounts: list[str] = field(default_factory=list)
+    health_cmd: str | None = None
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_retries: str | None = None
+    health_start_period: str | None = None
+    no_healthcheck: bool = False
+    stop_signal: str | None = None
+    read_only: bool = False
+    user: str | None = None
+    workdir: str | None = None
+    hostname: str | None = None
+    pids_limit: str | None = None
 
 
 def build_service_spec(opts: ServiceOptions) -> pb.ServiceSpec:
@@ -59,10 +73,20 @@ def build_service_spec(opts: ServiceOptions) -> pb.ServiceSpec:
     if opts.stop_grace_period is not None:
         grace = parse_duration(opts.stop_grace_period, field="stop-grace-period")
         container.stop_grace_period_s = grace
+    _set_container_options(container, opts)
     _set_resources(spec.task_template.resources, opts)
     _set_restart(spec.task_template.restart_policy, opts)
     spec.task_template.placement.constraints.extend(opts.constraints)
     return validate_service_spec(spec)
+
+
+def _set_container_options(c: pb.ContainerSpec, opts: ServiceOptions) -> None:
+    c.mounts.extend(parse_mount(m) for m in opts.mounts)
+    set_healthcheck(c, opts.health_cmd, opts.health_interval, opts.health_timeout,
+                    opts.health_retries, opts.health_start_period, opts.no_healthcheck)
+    set_process_options(c, user=opts.user, workdir=opts.workdir, hostname=opts.hostname,
+                        read_only=opts.read_only, stop_signal=opts.stop_signal,
+                        pids_limit=opts.pids_limit)
 
 
 def _set_mode(spec: pb.ServiceSpec, opts: ServiceOptions) -> None:

@@ -63,11 +63,12 @@ def task_name(task: pb.Task, no_trunc: bool = False) -> str:
 
 
 def current_state(task: pb.Task, now: float) -> str:
-    """ "Running 2 minutes ago"."""
+    """ "Running 2 minutes ago", "Running 5 seconds ago (healthy)"."""
     state = task_state_title(task.status.state)
+    health = f" ({task.status.health})" if task.status.health else ""
     if not task.status.timestamp:
-        return state
-    return f"{state} {format_age(max(0.0, now - task.status.timestamp))}"
+        return state + health
+    return f"{state} {format_age(max(0.0, now - task.status.timestamp))}{health}"
 
 
 def _group_key(task: pb.Task, node_names: dict[str, str]) -> tuple[str, int, str]:
