@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+import typer
 
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.cli.common import parse_count
@@ -133,3 +136,41 @@ def apply_update_flags(cfg: pb.UpdateConfig, flags: UpdateFlags, prefix: str) ->
             raise SpecError(f"{prefix}-max-failure-ratio",
                             f'invalid value "{flags.max_failure_ratio}" (use a number from 0 '
                             "to 1)") from None
+
+
+# --------------------------------------------------------------------------- typer options
+# Shared by `service create` and `service update` (an OptionInfo is only metadata).
+
+
+def _opt(flag: str, metavar: str, text: str) -> Any:
+    return typer.Option(None, flag, metavar=metavar, help=text, show_default=False)
+
+
+def _multi(flag: str, metavar: str, text: str) -> Any:
+    return typer.Option([], flag, metavar=metavar, help=text, show_default=False)
+
+
+SECRET = _multi("--secret", "SRC[,target=..]", "Secret to expose (target,uid,gid,mode).")
+CONFIG = _multi("--config", "SRC[,target=..]", "Config to expose (target,uid,gid,mode).")
+PUBLISH = typer.Option([], "--publish", "-p", metavar="[PUB:]TARGET[/PROTO]",
+                       help="Publish a port (recorded; the routing mesh comes later).",
+                       show_default=False)
+PLACEMENT_PREF = _multi("--placement-pref", "spread=KEY", "Placement preference.")
+MAX_REPLICAS = _opt("--max-replicas-per-node", "N", "Most tasks per node (0 = unlimited).")
+OPTS: dict[str, Any] = {}
+for _kind in ("update", "rollback"):
+    OPTS[f"{_kind}_parallelism"] = _opt(f"--{_kind}-parallelism", "N",
+                                        "Tasks replaced at a time.")
+    OPTS[f"{_kind}_delay"] = _opt(f"--{_kind}-delay", "DURATION", "Delay between batches.")
+    OPTS[f"{_kind}_failure_action"] = _opt(f"--{_kind}-failure-action", "ACTION",
+                                           "pause, continue or rollback.")
+    OPTS[f"{_kind}_monitor"] = _opt(f"--{_kind}-monitor", "DURATION",
+                                    "Time to watch each new task for failure.")
+    OPTS[f"{_kind}_max_failure_ratio"] = _opt(f"--{_kind}-max-failure-ratio", "RATIO",
+                                              "Failures tolerated (0 to 1).")
+    OPTS[f"{_kind}_order"] = _opt(f"--{_kind}-order", "ORDER", "stop-first or start-first.")
+
+
+def update_flags(params: dict[str, Any], kind: str) -> UpdateFlags:
+    """The --update-* or --rollback-* values among a command's parameters."""
+    return UpdateFlags(**{f: params.get(f"{kind}_{f}") for f in UpdateFlags.__dataclass_fields__})
