@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.cli.common import parse_count, parse_key_value
 from swarmlet.cli.container_opts import parse_mount, set_healthcheck, set_process_options
+from swarmlet.cli.spec_flags import (
+    apply_update_flags,
+    parse_config,
+    parse_pref,
+    parse_publish,
+    parse_secret,
+    update_flags,
+)
 from swarmlet.errors import SpecError
 from swarmlet.specs import validate_replicas, validate_service_spec
 from swarmlet.units import parse_cpu, parse_duration, parse_memory
@@ -43,6 +51,23 @@ class ServiceOptions:
     restart_delay: str | None = None
     restart_max_attempts: str | None = None
     stop_grace_period: str | None = None
+    placement_prefs: list[str] = field(default_factory=list)
+    max_replicas_per_node: str | None = None
+    secrets: list[str] = field(default_factory=list)
+    configs: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)
+    update_parallelism: str | None = None
+    update_delay: str | None = None
+    update_failure_action: str | None = None
+    update_monitor: str | None = None
+    update_max_failure_ratio: str | None = None
+    update_order: str | None = None
+    rollback_parallelism: str | None = None
+    rollback_delay: str | None = None
+    rollback_failure_action: str | None = None
+    rollback_monitor: str | None = None
+    rollback_max_failure_ratio: str | None = None
+    rollback_order: str | None = None
     mounts: list[str] = field(default_factory=list)
     health_cmd: str | None = None
     health_interval: str | None = None
@@ -77,7 +102,26 @@ def build_service_spec(opts: ServiceOptions) -> pb.ServiceSpec:
     _set_resources(spec.task_template.resources, opts)
     _set_restart(spec.task_template.restart_policy, opts)
     spec.task_template.placement.constraints.extend(opts.constraints)
+    _set_swarm_options(spec, opts)
     return validate_service_spec(spec)
+
+
+def _set_swarm_options(spec: pb.ServiceSpec, opts: ServiceOptions) -> None:
+    """Placement preferences, secrets, configs, published ports, update/rollback settings."""
+    task = spec.task_template
+    task.placement.preferences.extend(parse_pref(p) for p in opts.placement_prefs)
+    if opts.max_replicas_per_node is not None:
+        task.placement.max_replicas = parse_count(opts.max_replicas_per_node,
+                                                  "max-replicas-per-node")
+    task.container.secrets.extend(parse_secret(s) for s in opts.secrets)
+    task.container.configs.extend(parse_config(c) for c in opts.configs)
+    spec.endpoint_spec.ports.extend(parse_publish(p) for p in opts.publish)
+    params = vars(opts)
+    apply_update_flags(spec.update_config, update_flags(params, "update"), "update")
+    rollback = update_flags(params, "rollback")
+    if rollback.given():
+        spec.rollback_config.SetInParent()
+        apply_update_flags(spec.rollback_config, rollback, "rollback")
 
 
 def _set_container_options(c: pb.ContainerSpec, opts: ServiceOptions) -> None:

@@ -14,6 +14,7 @@ import typer
 from google.protobuf.json_format import MessageToDict
 
 from swarmlet.api import swarmlet_pb2 as pb
+from swarmlet.cli import spec_flags as flags
 from swarmlet.cli.build_spec import ServiceOptions, build_service_spec
 from swarmlet.cli.common import (
     data_dir_option,
@@ -92,6 +93,23 @@ def create(
         metavar="DURATION",
         help="Time to wait before killing a task (default 10s).",
     ),
+    placement_prefs: list[str] = flags.PLACEMENT_PREF,
+    max_replicas_per_node: str | None = flags.MAX_REPLICAS,
+    secrets: list[str] = flags.SECRET,
+    configs: list[str] = flags.CONFIG,
+    publish: list[str] = flags.PUBLISH,
+    update_parallelism: str | None = flags.OPTS["update_parallelism"],
+    update_delay: str | None = flags.OPTS["update_delay"],
+    update_failure_action: str | None = flags.OPTS["update_failure_action"],
+    update_monitor: str | None = flags.OPTS["update_monitor"],
+    update_max_failure_ratio: str | None = flags.OPTS["update_max_failure_ratio"],
+    update_order: str | None = flags.OPTS["update_order"],
+    rollback_parallelism: str | None = flags.OPTS["rollback_parallelism"],
+    rollback_delay: str | None = flags.OPTS["rollback_delay"],
+    rollback_failure_action: str | None = flags.OPTS["rollback_failure_action"],
+    rollback_monitor: str | None = flags.OPTS["rollback_monitor"],
+    rollback_max_failure_ratio: str | None = flags.OPTS["rollback_max_failure_ratio"],
+    rollback_order: str | None = flags.OPTS["rollback_order"],
     mounts: list[str] = typer.Option(
         [], "--mount", metavar="SPEC", help="type=bind|volume|tmpfs,source=..,target=..[,readonly]"
     ),
