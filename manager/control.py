@@ -19,7 +19,7 @@ from manager.lookup import resolve_node, resolve_service
 from manager.orchestrator import matches_placement
 from manager.proposer import Proposer
 from manager.store import Store, is_live
-from manager.updater import rolled_back
+from manager.updater import PAUSED_STATES, rolled_back
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.api import swarmlet_pb2_grpc as pbg
 from swarmlet.errors import Conflict, NotFound, SpecError, SwarmletError
@@ -98,9 +98,11 @@ class ControlService(SecretsControl, pbg.ControlServicer):
         new = pb.Service()
         new.CopyFrom(old)
         new.spec.CopyFrom(spec)
-        new.ClearField("update_status")  # a new update starts (a paused one resumes), as in Swarm
         if new.spec != old.spec:
+            new.ClearField("update_status")  # a new update starts, as in Swarm
             new.ClearField("previous_spec")  # the store keeps the spec being replaced
+        elif old.update_status.state in PAUSED_STATES:
+            new.ClearField("update_status")  # unchanged spec: resume the paused update
         self._commit(pb.Command(update_service=new, expected_version=request.version))
         return pb.ServiceResponse(service=self._store.services[old.id])
 
