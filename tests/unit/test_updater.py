@@ -50,14 +50,17 @@ def status(b: StoreBuilder, sid: str) -> str:
 
 
 def update(b: StoreBuilder, sid: str, change: Callable[[pb.ServiceSpec], None]) -> None:
-    """What the control API's UpdateService does: new spec, update_status cleared."""
+    """What the control API's UpdateService does: a new spec starts a new update (and the
+    store records the replaced spec as previous); an unchanged one resumes a paused one."""
     old = svc_of(b, sid)
     new = pb.Service()
     new.CopyFrom(old)
     change(new.spec)
-    new.ClearField("update_status")
     if new.spec != old.spec:
-        new.ClearField("previous_spec")  # the store records the spec being replaced
+        new.ClearField("update_status")
+        new.ClearField("previous_spec")
+    elif old.update_status.state in ("paused", "rollback_paused"):
+        new.ClearField("update_status")
     b.apply([pb.Command(update_service=new, expected_version=old.meta.version)])
 
 
