@@ -16,7 +16,15 @@ import typer
 from typer.core import TyperGroup
 
 from swarmlet import paths
-from swarmlet.cli import image_cmds, lifecycle, node_cmds, service_cmds
+from swarmlet.cli import (
+    image_cmds,
+    lifecycle,
+    node_cmds,
+    secret_cmds,
+    service_cmds,
+    service_update,
+    stack_cmds,
+)
 from swarmlet.cli.common import DATA_DIR_HELP
 from swarmlet.errors import SwarmletError
 
@@ -74,6 +82,9 @@ def main(
 
 
 app.add_typer(service_cmds.app, name="service")
+service_update.register(service_cmds.app)
+app.add_typer(stack_cmds.app, name="stack")
+secret_cmds.register(app)
 app.add_typer(image_cmds.app, name="image")
 node_cmds.register(app)
 lifecycle.register(app)
