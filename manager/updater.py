@@ -88,11 +88,24 @@ class UpdatePlan:
 
 
 def wants_pass(svc: pb.Service, slots: dict[Key, list[pb.Task]]) -> bool:
-    """Cheap test: may `plan_update` have anything to do for this service?"""
-    if svc.update_status.state in ACTIVE_STATES:
+    """Cheap test: may `plan_update` have anything to do for this service? (An update in
+    progress, or a live task of another spec_version that is not of the current template.)"""
+    state = svc.update_status.state
+    if state in ACTIVE_STATES:
         return True
     version = svc.spec_version
-    return any(t.spec_version != version for group in slots.values() for t in group)
+    others: dict[int, pb.Task] = {}  # one live task per other spec_version
+    for group in slots.values():
+        for t in group:
+            v = t.spec_version
+            if v != version and v not in others and _is_live(t):
+                others[v] = t
+    if not others:
+        return False
+    if state in PAUSED_STATES:
+        return True
+    template = svc.spec.task_template
+    return any(t.spec != template for t in others.values())
 
 
 def plan_update(
@@ -100,21 +113,21 @@ def plan_update(
 ) -> UpdatePlan | None:
     """Decide this pass's part of the service's rolling update; None when there is none."""
     state = svc.update_status.state
-    clean = _Clean(svc)
-    if state not in ACTIVE_STATES and state not in PAUSED_STATES:
-        if not _has_dirty(slots, clean):
-            return None
+    fresh = state not in ACTIVE_STATES and state not in PAUSED_STATES
+    if fresh:
         status = pb.UpdateStatus(state=UPDATING, started_at=now, message="update in progress")
     else:
         status = pb.UpdateStatus()
         status.CopyFrom(svc.update_status)
         if not status.started_at:
             status.started_at = now
-    rollback = status.state in (ROLLBACK_STARTED, ROLLBACK_PAUSED)
-    cfg = _config(svc.spec, rollback)
-    scan = _Scan(svc.spec_version, status.started_at, clean, nodes)
+    scan = _Scan(svc.spec_version, status.started_at, _Clean(svc), nodes)
     for key, group in slots.items():
         scan.slot(key, group)
+    if fresh and not scan.dirty:
+        return None  # nothing the updater could replace (the orchestrator has the rest)
+    rollback = status.state in (ROLLBACK_STARTED, ROLLBACK_PAUSED)
+    cfg = _config(svc.spec, rollback)
     plan = UpdatePlan(held=scan.held, create=scan.create)
     if status.state in PAUSED_STATES:
         _finish(plan, scan, failed_too=False)
@@ -157,10 +170,6 @@ class _Clean:
 
 def _is_live(t: pb.Task) -> bool:
     return t.desired_state <= RUNNING and t.status.state < COMPLETE
-
-
-def _has_dirty(slots: dict[Key, list[pb.Task]], clean: _Clean) -> bool:
-    return any(_is_live(t) and not clean(t) for group in slots.values() for t in group)
 
 
 def _age(task: pb.Task) -> tuple[float, str]:

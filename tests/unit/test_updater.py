@@ -425,6 +425,32 @@ def test_global_service_rolls_node_by_node() -> None:
     assert sorted(t.node_id for t in b.live(sid) if t.spec_version == 2) == ["n1", "n2", "n3"]
 
 
+def test_global_task_on_a_down_node_waits_for_the_node_without_churn() -> None:
+    b = StoreBuilder()
+    for n in ("n1", "n2"):
+        b.node(n)
+    sid = b.service("agent", global_mode=True).id
+    step(b)
+    run_all(b, sid)
+    configure(b, sid, parallelism=0, monitor_s=0.0)
+    b.set_node_state("n2", pb.DOWN)
+    step(b)
+    update(b, sid, image("agent:2"))
+    for _ in range(4):
+        run_all(b, sid)
+        step(b)
+    assert status(b, sid) == "completed"
+    d = step(b)
+    assert d.commands == [] and not d.watching  # a fixed point: no status flapping
+    b.set_node_state("n2", pb.READY)
+    for _ in range(4):
+        run_all(b, sid)
+        step(b)
+    assert status(b, sid) == "completed"
+    assert sorted(t.node_id for t in b.live(sid) if t.spec_version == 2) == ["n1", "n2"]
+    assert step(b).commands == []
+
+
 def test_new_leader_continues_from_a_restored_snapshot() -> None:
     b = StoreBuilder()
     sid = running_service(b, 6, parallelism=2, order="start-first", monitor_s=0.0)
