@@ -62,6 +62,7 @@ class ControlService(SecretsControl, pbg.ControlServicer):
         on_node_removed: Callable[[str], None],
         ready: Callable[[], None] = lambda: None,
         raft: Any = None,
+        logs: Any = None,
     ) -> None:
         self._store = store
         self._proposer = proposer
@@ -69,6 +70,7 @@ class ControlService(SecretsControl, pbg.ControlServicer):
         self._on_node_removed = on_node_removed
         self._ready = ready
         self._raft = raft
+        self._logs = logs  # manager.logs.LogBroker
 
     def _commit(self, cmd: pb.Command, conflict: str | None = None) -> None:
         result = self._proposer.propose([cmd])[0]
@@ -173,6 +175,14 @@ class ControlService(SecretsControl, pbg.ControlServicer):
         svc = resolve_service(self._store, request.id)
         self._commit(pb.Command(remove_service=svc.id))
         return pb.Empty()
+
+    @grpc_errors
+    def ServiceLogs(self, request: pb.LogsRequest, context: Any) -> Any:  # noqa: N802
+        """A stream of the service's task output from the workers (manager.logs)."""
+        svc = resolve_service(self._store, request.service)
+        if self._logs is None:
+            raise ManagerError("service logs are not available on this manager")
+        return self._logs.stream(request, svc, context.is_active)
 
     @grpc_errors
     def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> Any:  # noqa: N802

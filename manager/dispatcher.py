@@ -8,6 +8,7 @@ SwarmKit); only state changes go through Raft.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -27,11 +28,13 @@ from swarmlet.clock import Clock
 from swarmlet.states import ASSIGNED, is_terminal
 
 _ASSIGN = "assign"
+_SERIALS = itertools.count(1)
 
 
 class _Session:
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
+        self.serial = next(_SERIALS)  # tells this session from the node's later ones
         self.q: queue.Queue[Any] = queue.Queue()
         self.dirty = False
         self.lock = threading.Lock()
@@ -81,6 +84,9 @@ class Dispatcher(pbg.DispatcherServicer):
         self._log = log.get("dispatcher")
         self._monitor: threading.Thread | None = None
         self.leader_hint: Callable[[], str] = lambda: ""
+        # service logs (manager.logs.LogBroker): workers' LogBatches, and session ends
+        self.on_logs: Callable[[str, pb.LogBatch], None] = lambda node, batch: None
+        self.on_session_end: Callable[[str, int], None] = lambda node, serial: None
 
     # ------------------------------------------------------------------ leadership
 
@@ -110,6 +116,15 @@ class Dispatcher(pbg.DispatcherServicer):
             sess = self._sessions.pop(node_id, None)
         if sess is not None:
             sess.close(pb.ManagerMessage(leave=pb.Leave(reason=reason)))
+
+    def send_to_node(self, node_id: str, msg: pb.ManagerMessage) -> int | None:
+        """Queue a message on the node's session; its serial, or None if not connected."""
+        with self._lock:
+            sess = self._sessions.get(node_id)
+        if sess is None or sess.closed.is_set():
+            return None
+        sess.q.put(msg)
+        return sess.serial
 
     # ------------------------------------------------------------------ store events
 
@@ -225,6 +240,7 @@ class Dispatcher(pbg.DispatcherServicer):
             with self._lock:
                 if self._sessions.get(ident.node_id) is sess:
                     del self._sessions[ident.node_id]
+            self.on_session_end(ident.node_id, sess.serial)
 
     def _register(self, node_id: str) -> _Session:
         sess = _Session(node_id)
@@ -299,8 +315,11 @@ class Dispatcher(pbg.DispatcherServicer):
             for msg in it:
                 with self._lock:
                     self._seen[sess.node_id] = self._clock.monotonic()
-                if msg.WhichOneof("msg") == "statuses":
+                kind = msg.WhichOneof("msg")
+                if kind == "statuses":
                     self._statuses(sess.node_id, msg.statuses)
+                elif kind == "logs":
+                    self.on_logs(sess.node_id, msg.logs)
         except grpc.RpcError:
             pass
         except Exception:

@@ -9,7 +9,7 @@ leader's current view. When no leader is known the call fails at once with
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -21,6 +21,7 @@ from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.api import swarmlet_pb2_grpc as pbg
 
 FORWARD_TIMEOUT_S = 30.0
+STREAMING = frozenset({"ServiceLogs"})  # response streams: relayed, no deadline
 
 
 class LeaderLink:
@@ -107,12 +108,24 @@ class ForwardingControl:
                 context.abort(grpc.StatusCode.UNAVAILABLE, str(self._link.no_leader()))
                 return None
             stub = pbg.ControlStub(self._link.channel(leader.manager_status.addr))
+            if name in STREAMING:
+                return _relay(getattr(stub, name)(request), context)
             try:
                 return getattr(stub, name)(request, timeout=FORWARD_TIMEOUT_S)
             except grpc.RpcError as e:
                 context.abort(e.code(), e.details())
 
         return call
+
+
+def _relay(call: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    """A leader's response stream passed through; cancelled when our caller goes away."""
+    context.add_callback(call.cancel)
+    try:
+        yield from call
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.CANCELLED:
+            context.abort(e.code(), e.details())
 
 
 def forward_issue(link: LeaderLink, is_ready: Callable[[], bool], self_id: str) -> Any:

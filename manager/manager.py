@@ -23,6 +23,7 @@ from manager.dispatcher import Dispatcher
 from manager.errors import ManagerError, NotLeader
 from manager.forward import ForwardingControl, LeaderLink, forward_issue
 from manager.leader import LeaderLoop
+from manager.logs import LogBroker
 from manager.proposer import Proposer
 from manager.raft import RaftNode, RaftSettings
 from manager.store import Event, Store
@@ -100,9 +101,13 @@ class Manager:
             self.store, self.proposer, self._clock, self.is_leader, self.manager_addrs,
             cfg.heartbeat_period, cfg.heartbeat_misses,
         )
+        self.logs = LogBroker(self.store, self.dispatcher.send_to_node, new_id, self._clock,
+                              active=self.ready.is_set)
+        self.dispatcher.on_logs = self.logs.deliver
+        self.dispatcher.on_session_end = self.logs.session_ended
         self.control_local = ControlService(
             self.store, self.proposer, self.leader_node_id, self._node_removed,
-            self._check_ready, self.raft,
+            self._check_ready, self.raft, logs=self.logs,
         )
         factory = cfg.channel_factory or (lambda addr: grpc.insecure_channel(addr))
         self.link = LeaderLink(self.store, lambda: self.raft, factory, cfg.ca_pem)

@@ -31,6 +31,7 @@ from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import Clock
 from worker.driver import OpDone, TaskDriver
 from worker.errors import WorkerError
+from worker.logs import LogStreamer, runtime_log_path
 from worker.reporter import Reporter
 from worker.runtime.base import Runtime
 from worker.session import Backoff, Session, SessionEvent
@@ -90,6 +91,7 @@ class Agent:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._reporter = Reporter(status_interval_s)
         self._backoff = backoff or Backoff(rng=rng)
+        self._logs = LogStreamer(runtime_log_path(runtime), clock)  # service logs
         self._thread: threading.Thread | None = None
         self._store: StateStore | None = None
         self._driver: TaskDriver | None = None
@@ -270,6 +272,8 @@ class Agent:
             self._disconnected(f"manager sent {kind} before session info", "")
         elif kind == "assignments":
             self._on_assignments(ev.msg.assignments)
+        elif kind == "logs":
+            self._logs.handle(ev.msg.logs, self._session.send)
         elif kind == "leave":
             self._begin_leave(ev.msg.leave.reason or "removed by the manager", remote=True)
 
@@ -324,6 +328,7 @@ class Agent:
         )
 
     def _close_session(self, drain_s: float = 0.0) -> None:
+        self._logs.close_all()
         if self._session is not None:
             self._session.close(drain_s)
         self._session = None

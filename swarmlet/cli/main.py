@@ -19,6 +19,7 @@ from swarmlet import paths
 from swarmlet.cli import (
     image_cmds,
     lifecycle,
+    logs_cmd,
     node_cmds,
     secret_cmds,
     service_cmds,
@@ -85,6 +86,7 @@ app.add_typer(service_cmds.app, name="service")
 service_update.register(service_cmds.app)
 app.add_typer(stack_cmds.app, name="stack")
 secret_cmds.register(app)
+logs_cmd.register(service_cmds.app)
 app.add_typer(image_cmds.app, name="image")
 node_cmds.register(app)
 lifecycle.register(app)
