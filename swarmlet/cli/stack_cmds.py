@@ -17,12 +17,11 @@ from collections.abc import Callable
 import typer
 
 from swarmlet.api import swarmlet_pb2 as pb
+from swarmlet.cli import progress
 from swarmlet.cli.common import data_dir_option, format_option, open_client
 from swarmlet.cli.output import check_format, emit, short_id
 from swarmlet.cli.progress import (
     DEFAULT_TIMEOUT_S,
-    POLL_S,
-    STUCK_PENDING_S,
     NotConverged,
     TaskSource,
     pending_summary,
@@ -156,9 +155,10 @@ def wait_stack(client: ControlClient, watched: list[tuple[pb.Service, TaskSource
                 if not quiet:
                     typer.echo(f"{name}: converged ({last[name]})")
                 continue
-            if not snap.pending:
+            since = stuck.setdefault(sid, time.monotonic()) if snap.pending else None
+            if since is None:
                 stuck.pop(sid, None)
-            elif time.monotonic() - stuck.setdefault(sid, time.monotonic()) >= STUCK_PENDING_S:
+            elif time.monotonic() - since >= progress.STUCK_PENDING_S:
                 raise NotConverged(f"{name} is not converging: {pending_summary(snap)}")
         if pending and time.monotonic() - start >= timeout:
             waiting = "; ".join(f"{s.spec.annotations.name} {last.get(s.spec.annotations.name)}"
@@ -166,7 +166,7 @@ def wait_stack(client: ControlClient, watched: list[tuple[pb.Service, TaskSource
             raise NotConverged(f"the stack did not converge within {format_duration(timeout)}: "
                                f"{waiting}")
         if pending:
-            time.sleep(POLL_S if poll_s is None else poll_s)
+            time.sleep(progress.POLL_S if poll_s is None else poll_s)
 
 
 @app.command("ls")
