@@ -12,10 +12,11 @@ runc's own state lives in `<state_dir>/runc` (`runc --root`), so several nodes c
 one machine. The container joins a network namespace prepared per task
 (worker.netns, `swl-<id12>`), and its cgroup is `/swarmlet/<task id>`.
 
-A small monitor process per container (worker/runtime/runc_monitor.py, started in its
-own session) runs `runc create` + `runc start`, waits for the container as its child
-subreaper and writes exit.json (exit code, OOM kill). It outlives the agent, so after
-an agent restart `adopt` finds the task by its files and later exits are still learned.
+A small monitor process per container (worker/runtime/runc_monitor.py, forked in its own
+session by a per-runtime spawner, so that no container start pays for a Python start)
+runs `runc create` + `runc start`, waits for the container as its child subreaper and
+writes exit.json (exit code, OOM kill). It outlives the agent, so after an agent restart
+`adopt` finds the task by its files and later exits are still learned.
 The agent polls for exit.json (a stat per poll).
 """
 
@@ -96,6 +97,65 @@ class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class _Zygote:
+    """The runtime's monitor spawner (`runc_monitor.py --zygote`, started on first use):
+    forking a small ready interpreter is much cheaper than starting one per container."""
+
+    def __init__(self, log_path: Path) -> None:
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def spawn(self, argv: list[str]) -> int:
+        """A new monitor running with `argv`; its pid."""
+        request = ("\0".join(argv) + "\n").encode("utf-8", "surrogateescape")
+        with self._lock:
+            for _ in range(2):  # a dead zygote is replaced once
+                proc = self._ensure()
+                assert proc.stdin is not None and proc.stdout is not None
+                try:
+                    proc.stdin.write(request)
+                    proc.stdin.flush()
+                    line = proc.stdout.readline().decode()
+                except OSError:
+                    line = ""
+                if line:
+                    pid, _, err = line.strip().partition(" ")
+                    if int(pid) > 0:
+                        return int(pid)
+                    raise RuntimeFailure(f"starting the container monitor: {err}")
+                self._stop()
+        raise RuntimeFailure("starting the container monitor: the spawner does not answer")
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            with open(self._log_path, "ab") as log:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", MONITOR, "--zygote"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    start_new_session=True, close_fds=True, cwd="/",
+                )
+        return self._proc
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for f in (proc.stdin, proc.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+
 class RuncRuntime(Runtime):
     """Runs each task as a runc container watched by its own monitor process."""
 
@@ -124,6 +184,11 @@ class RuncRuntime(Runtime):
         self._log_max = log_max_bytes
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
+        self._zygote = _Zygote(self._dir / "spawner.log")
+
+    def close(self) -> None:
+        """Stop the monitor spawner; containers and their monitors keep running."""
+        self._zygote.close()
 
     # ------------------------------------------------------------------ paths
 
@@ -229,17 +294,12 @@ class RuncRuntime(Runtime):
     def _spawn_monitor(self, task_id: str, d: Path) -> _Entry:
         if read_json(d / "spec.json") is None:
             raise RuntimeFailure("task not prepared")
-        argv = [sys.executable, "-I", "-S", MONITOR, str(d), self._runc, str(self._root),
-                task_id, str(d / "bundle"), *oom_files(self.cgroups_path(task_id))]
-        with open(d / "monitor.log", "ab") as log:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True, cwd="/",
-            )
-        st = proc_stat(popen.pid)
-        e = _Entry(monitor_pid=popen.pid, monitor_ticks=st[1] if st else None, popen=popen)
-        write_json(d / "monitor.json", {"pid": popen.pid, "start_ticks": e.monitor_ticks})
+        args = [str(d), self._runc, str(self._root), task_id, str(d / "bundle"),
+                *oom_files(self.cgroups_path(task_id))]
+        pid = self._zygote.spawn(args)
+        st = proc_stat(pid)
+        e = _Entry(monitor_pid=pid, monitor_ticks=st[1] if st else None)
+        write_json(d / "monitor.json", {"pid": pid, "start_ticks": e.monitor_ticks})
         with self._lock:
             self._entries[task_id] = e
         return e
