@@ -183,7 +183,11 @@ def _mount(r: Reader, ctx: Context, node: YNode, path: str, kind: str, source: s
             r.error(node, path, "a bind mount needs a source")
             return None
         source = str(ctx.path(source))
-    elif kind == "volume" and source:
+    elif kind == "volume" and not source:
+        r.error(node, path, "anonymous volumes are not supported (name the volume and declare "
+                            "it in the top-level volumes)")
+        return None
+    elif kind == "volume":
         declared = ctx.volumes.get(source)
         if declared is None:
             r.error(node, path, f"volume {describe(source)} is not declared in the top-level "

@@ -198,12 +198,10 @@ class Reader:
                 elif (text := self.string(child, sub)) is not None:
                     out[key] = (text, child)
             return out
-        items = self.items(node, path) if node.value is not None else []
-        if items is None:
-            self.problems.errors.pop()
+        if node.value is not None and not isinstance(node.value, list):
             self.expected(node, path, "a mapping or a list of KEY=VALUE strings")
             return None
-        for i, item in enumerate(items):
+        for i, item in enumerate(node.value or []):
             text = self.string(item, f"{path}[{i}]")
             if text is None:
                 continue

@@ -54,6 +54,10 @@ SPEC_FIELDS = {
     "placement-pref": "deploy.placement.preferences",
     "replicas": "deploy.replicas", "label": "deploy.labels", "publish": "ports",
     "endpoint-mode": "deploy.endpoint_mode", "secret": "secrets", "config": "configs",
+    "mount": "volumes", "user": "user", "workdir": "working_dir",
+    "stop-signal": "stop_signal", "pids-limit": "deploy.resources.limits.pids",
+    "health-cmd": "healthcheck.test", "health-interval": "healthcheck.interval",
+    "health-timeout": "healthcheck.timeout", "health-start-period": "healthcheck.start_period",
 }
 
 

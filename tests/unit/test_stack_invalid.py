@@ -269,6 +269,20 @@ services:
       - type: tmpfs
         target: cache
 """, ['stack.yml:6 services.web.volumes[0]: target "cache" must be an absolute path']),
+    ("anonymous volume", """
+services:
+  db:
+    image: postgres
+    volumes: ["/var/lib/postgresql/data"]
+""", ["stack.yml:5 services.db.volumes[0]: anonymous volumes are not supported (name the "
+      "volume and declare it in the top-level volumes)"]),
+    ("health check without a command (checked by the spec validation)", """
+services:
+  web:
+    image: nginx
+    healthcheck:
+      test: ["CMD"]
+""", ["stack.yml:6 services.web.healthcheck.test: no command given"]),
     ("bad secret mode", """
 services:
   web:

@@ -195,7 +195,6 @@ services:
     volumes:
       - cache:/cache:ro
       - ./conf:/etc/conf
-      - /anonymous
       - {type: tmpfs, target: /tmp, tmpfs: {size: 64M}}
     configs:
       - site
@@ -220,7 +219,7 @@ configs:
         (9001, 9001, "tcp", "ingress"), (8443, 443, "tcp", "host")]
     assert [(m.type, m.source, m.target, m.read_only, m.tmpfs_size_bytes) for m in c.mounts] == [
         ("volume", "app_cache", "/cache", True, 0), ("bind", "/s/conf", "/etc/conf", False, 0),
-        ("volume", "", "/anonymous", False, 0), ("tmpfs", "", "/tmp", False, 64 << 20)]
+        ("tmpfs", "", "/tmp", False, 64 << 20)]
     assert [(r.config_name, r.target, r.uid, r.gid, r.mode) for r in c.configs] == [
         ("app_site", "/site", 0, 0, 0o444), ("app_site", "/etc/site.conf", 101, 101, 0o440)]
     hc = c.healthcheck
