@@ -95,8 +95,7 @@ def test_follow_streams_from_two_workers_until_interrupted(cluster: LocalCluster
     for ticks in seen.values():  # each task's lines arrive in order, none twice
         assert ticks == sorted(set(ticks))
     # the manager closed the follow subscriptions: each worker ended all it started
-    for node, (started, ended) in before.items():
+    for node, (started, _ended) in before.items():
         wait_for(lambda n=node, s=started: _ended_subscriptions(cluster.nodes[n])[1]
                  == _ended_subscriptions(cluster.nodes[n])[0] > s, timeout=15,
                  what=f"{node} to end its follow subscription")
-        assert ended == started
