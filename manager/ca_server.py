@@ -23,7 +23,80 @@ from swarmlet.errors import SpecError
 from swarmlet.pki import Identity, PKIError, new_id, parse_token, sign_csr
 
 
-class CAService(pbg.CAServicer):
+class RenewMixin:
+    """CA.Renew on the mutual-TLS port: a node gets a certificate for its desired role.
+    Promotion happens here: the node becomes a manager and a Raft member."""
+
+    _store: Store
+    _proposer: Proposer
+    _managers: Callable[[], list[str]]
+    _add_member: Callable[[str], None] | None
+    is_leader: Callable[[], bool]
+    leader_hint: Callable[[], str]
+    listen_port: int
+
+    def Renew(self, request: pb.RenewRequest, context: Any) -> pb.IssueResponse:  # noqa: N802
+        from manager.auth import peer_identity
+
+        ident = peer_identity(context, self._store)
+        if not self.is_leader():
+            hint = self.leader_hint()
+            if hint:
+                context.set_trailing_metadata((("swarmlet-leader", hint),))
+            context.abort(grpc.StatusCode.UNAVAILABLE, "this manager is not the leader")
+        try:
+            return self._renew(ident.node_id, request)
+        except _Refused as e:
+            context.abort(e.code, str(e))
+            raise
+        except ManagerError as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            raise
+
+    def _renew(self, node_id: str, request: pb.RenewRequest) -> pb.IssueResponse:
+        node = self._store.nodes.get(node_id)
+        cluster = self._store.cluster
+        if node is None or cluster is None:
+            raise _Refused(grpc.StatusCode.NOT_FOUND, "node is not part of this cluster")
+        want = node.spec.desired_role
+        resp = pb.IssueResponse(node_id=node_id, ca_pem=cluster.ca_cert_pem.encode(),
+                                cluster_id=cluster.id, role=want)
+        if want == pb.MANAGER:
+            peers = [n.manager_status.raft_addr for n in self._store.all_nodes()
+                     if n.role == pb.MANAGER and n.id != node_id]
+            if node.role != pb.MANAGER:
+                self._promote(node)
+            resp.raft_secret = cluster.raft_secret
+            resp.raft_peers.extend(peers)
+        role = "manager" if want == pb.MANAGER else "worker"
+        resp.cert_pem = sign_csr(cluster.ca_cert_pem.encode(), cluster.ca_key_pem.encode(),
+                                 request.csr_pem, Identity(node_id, role, cluster.id))
+        resp.managers.extend(self._managers())
+        return resp
+
+    def _promote(self, node: pb.Node) -> None:
+        host = node.status.addr
+        new = pb.Node()
+        new.CopyFrom(node)
+        new.role = pb.MANAGER
+        new.manager_status.CopyFrom(pb.ManagerStatus(
+            addr=f"{host}:{self.listen_port}", raft_addr=f"{host}:{self.listen_port + 2}",
+            reachability="unreachable"))
+        cmd = pb.Command(update_node=new, expected_version=node.meta.version)
+        result = self._proposer.propose([cmd])[0]
+        if not result.ok:
+            raise _Refused(grpc.StatusCode.ABORTED, result.error)
+        assert self._add_member is not None
+        self._add_member(new.manager_status.raft_addr)
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CAService(RenewMixin, pbg.CAServicer):
     def __init__(
         self,
         store: Store,
@@ -35,6 +108,9 @@ class CAService(pbg.CAServicer):
     ) -> None:
         self._ready = ready
         self._add_member = add_member
+        self.is_leader: Callable[[], bool] = lambda: True
+        self.leader_hint: Callable[[], str] = lambda: ""
+        self.listen_port = 2377
         self._forward = forward
         self._store = store
         self._proposer = proposer
@@ -150,9 +226,3 @@ class CAService(pbg.CAServicer):
             raise _Refused(grpc.StatusCode.UNAVAILABLE, str(e)) from None
         resp.raft_secret = cluster.raft_secret
         resp.raft_peers.extend(peers)
-
-
-class _Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code

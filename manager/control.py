@@ -287,6 +287,33 @@ class ControlService(SecretsControl, pbg.ControlServicer):
         self._raft.change_membership("rem", node.manager_status.raft_addr)
 
     @grpc_errors
+    def PromoteNode(self, request: pb.PromoteRequest, context: Any) -> Any:  # noqa: N802
+        node = resolve_node(self._store, request.id)
+        name = node.description.hostname or node.id
+        new = pb.Node()
+        new.CopyFrom(node)
+        if request.role == pb.MANAGER:
+            if node.role == pb.MANAGER or node.spec.desired_role == pb.MANAGER:
+                raise Conflict(f"node {name} is already a manager")
+            if node.status.state != pb.READY:
+                raise Conflict(f"node {name} is not ready; it can be promoted once it is up")
+            new.spec.desired_role = pb.MANAGER  # the node renews its certificate and joins Raft
+        else:
+            if node.role != pb.MANAGER:
+                raise Conflict(f"node {name} is not a manager")
+            if node.id == self._leader_node_id():
+                raise Conflict(
+                    f"node {name} is the leader and cannot demote itself; stop it or demote "
+                    "the other managers first"
+                )
+            self._leave_raft(node)
+            new.role = pb.WORKER
+            new.spec.desired_role = pb.WORKER
+            new.ClearField("manager_status")
+        self._commit(pb.Command(update_node=new, expected_version=node.meta.version))
+        return pb.NodeResponse(node=self._store.nodes[node.id])
+
+    @grpc_errors
     def GetClusterStatus(self, request: pb.Empty, context: Any) -> Any:  # noqa: N802
         reachable, total = self._raft.members() if self._raft is not None else (1, 1)
         return pb.ClusterStatus(

@@ -131,6 +131,8 @@ class Dispatcher(pbg.DispatcherServicer):
     def on_events(self, events: list[Event]) -> None:
         touched: set[str] = set()
         for e in events:
+            if e.kind == "node" and e.op == "update":
+                self._maybe_role_change(e.id)
             if e.kind != "task" or e.op == "progress":
                 continue  # progress reports never change a node's task set
             task = self._store.tasks.get(e.id)
@@ -235,12 +237,22 @@ class Dispatcher(pbg.DispatcherServicer):
                 name=f"session-{ident.node_id[:8]}",
             ).start()
             sess.mark()
+            self._maybe_role_change(ident.node_id)
             yield from self._pump(sess, context)
         finally:
             with self._lock:
                 if self._sessions.get(ident.node_id) is sess:
                     del self._sessions[ident.node_id]
             self.on_session_end(ident.node_id, sess.serial)
+
+    def _maybe_role_change(self, node_id: str) -> None:
+        node = self._store.nodes.get(node_id)
+        if node is None or node.spec.desired_role == node.role:
+            return
+        with self._lock:
+            sess = self._sessions.get(node_id)
+        if sess is not None:
+            sess.q.put(pb.ManagerMessage(role=pb.RoleChange(role=node.spec.desired_role)))
 
     def _register(self, node_id: str) -> _Session:
         sess = _Session(node_id)

@@ -140,7 +140,11 @@ class Manager:
             add_member=self._add_member,
             forward=forward_issue(self.link, self.ready.is_set, cfg.node_id),
         )
+        ca.is_leader = self.ready.is_set
+        ca.leader_hint = self._leader_addr
+        ca.listen_port = port_of(cfg.advertise_addr)
         pbg.add_CAServicer_to_server(ca, join)  # type: ignore[arg-type]
+        pbg.add_CAServicer_to_server(ca, main)  # type: ignore[arg-type]
         join.add_secure_port(
             with_port(cfg.listen_addr, 1),
             grpc.ssl_server_credentials([(cfg.server_key, cfg.server_cert_chain)]),

@@ -97,6 +97,7 @@ class RaftNode:
         self.sync = SyncObj(self_addr, peers, conf, consumers=[self.consumer])
         self.self_addr = self_addr
         self._membership_lock = threading.Lock()
+        self._pending_change: threading.Event | None = None
 
     def _state_changed(self, old: int, new: int) -> None:
         if self._on_state_change is not None:
@@ -134,6 +135,11 @@ class RaftNode:
             done.set()
 
         with self._membership_lock:
+            # pysyncobj takes one membership change at a time: wait for the previous one
+            prev = self._pending_change
+            if prev is not None and not prev.wait(30):
+                raise NotLeader("the previous raft membership change has not committed yet")
+            self._pending_change = done
             if op == "add":
                 self.sync.addNodeToCluster(addr, callback=cb)
             else:

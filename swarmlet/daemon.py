@@ -20,7 +20,7 @@ from typing import Any  # noqa: E402
 
 import grpc  # noqa: E402
 
-from swarmlet import log, nodeconfig, paths  # noqa: E402
+from swarmlet import log, nodeconfig, paths, pki  # noqa: E402
 from swarmlet.api import swarmlet_pb2 as pb  # noqa: E402
 from swarmlet.api import swarmlet_pb2_grpc as pbg  # noqa: E402
 from swarmlet.clock import Clock, RealClock  # noqa: E402
@@ -69,6 +69,9 @@ class NodeDaemon:
         self._leaving = False
         self._stopping = False
         self._stop_lock = threading.Lock()
+        self._role_lock = threading.Lock()
+        self._manager_done = threading.Event()
+        self._servicer: LocalControl
 
     # ------------------------------------------------------------------ start
 
@@ -117,9 +120,13 @@ class NodeDaemon:
             nodeconfig.save(self.data_dir, self.cfg)
 
     def _channel_factory(self, ca: bytes, cert: bytes, key: bytes) -> Any:
-        creds = grpc.ssl_channel_credentials(ca, key, cert)
-
         def make(addr: str) -> grpc.Channel:
+            # read the certificate each time: a role change replaces it
+            try:
+                ca_now, cert_now, key_now = nodeconfig.read_certs(self.data_dir)
+            except OSError:
+                ca_now, cert_now, key_now = ca, cert, key
+            creds = grpc.ssl_channel_credentials(ca_now, key_now, cert_now)
             return grpc.secure_channel(
                 addr, creds,
                 options=[("grpc.ssl_target_name_override", MANAGER_SERVER_NAME),
@@ -160,7 +167,95 @@ class NodeDaemon:
             node_id=self.cfg.node_id,
             on_leave=self._removed,
         )
+        self.agent.on_role_change = self._role_changed
         self.agent.start()
+
+    # ------------------------------------------------------------------ role changes
+
+    def _role_changed(self, role: int) -> None:
+        """Promotion or demotion: renew the certificate, then start or stop the manager."""
+        want = "manager" if role == pb.MANAGER else "worker"
+        with self._role_lock:
+            if want == self.cfg.role or self._leaving:
+                return
+            try:
+                key = pki.generate_key()
+                resp = self._renew(key)
+            except (grpc.RpcError, SwarmletError) as e:
+                self.log.warning("daemon.renew_failed", error=str(e))
+                return
+            nodeconfig.write_certs(self.data_dir, resp.ca_pem, resp.cert_pem, key)
+            if want == "manager":
+                self._become_manager(resp)
+            else:
+                self._become_worker()
+            self.log.info("daemon.role_changed", role=want)
+
+    def _renew(self, key: bytes) -> pb.IssueResponse:
+        ca, cert, old_key = nodeconfig.read_certs(self.data_dir)
+        factory = self._channel_factory(ca, cert, old_key)
+        todo = list(self.cfg.managers)
+        tried: set[str] = set()
+        last: Exception | None = None
+        while todo:
+            addr = todo.pop(0)
+            if addr in tried:
+                continue
+            tried.add(addr)
+            with factory(addr) as ch:
+                try:
+                    resp: pb.IssueResponse = pbg.CAStub(ch).Renew(
+                        pb.RenewRequest(csr_pem=pki.make_csr(key)), timeout=20)
+                    return resp
+                except grpc.RpcError as e:
+                    last = e
+                    hint = dict(e.trailing_metadata() or ()).get("swarmlet-leader")
+                    if hint:
+                        todo.insert(0, str(hint))
+        raise SwarmletError(f"no manager renewed this node's certificate: {last}")
+
+    def _become_manager(self, resp: pb.IssueResponse) -> None:
+        ip = self.cfg.advertise_ip
+        mine = next((m for m in resp.managers if m.rpartition(":")[0] == ip), "")
+        if not mine:
+            raise SwarmletError("promotion: the leader did not list this node as a manager")
+        nodeconfig.write_private(self.data_dir / "raft.secret", resp.raft_secret.encode())
+        self.cfg.role, self.cfg.listen_addr, self.cfg.advertise_addr = "manager", mine, mine
+        self.cfg.raft_peers = list(resp.raft_peers)
+        self.cfg.managers = list(resp.managers)
+        nodeconfig.save(self.data_dir, self.cfg)
+        ca, cert, key = nodeconfig.read_certs(self.data_dir)
+        # pysyncobj stops ticking when the thread that created it ends: give the manager
+        # a thread that lives as long as it does
+        started = threading.Event()
+        self._manager_done = threading.Event()
+
+        def host() -> None:
+            try:
+                self._start_manager(ca, cert, key)
+            finally:
+                started.set()
+            self._manager_done.wait()
+
+        threading.Thread(target=host, name="manager-host", daemon=True).start()
+        started.wait(60)
+        self._servicer.set_manager(self.manager.control)
+
+    def _become_worker(self) -> None:
+        self._servicer.set_manager(None)
+        if self.manager is not None:
+            self.manager.stop()
+            self.manager = None
+        self._manager_done.set()
+        for name in ("raft.secret", "bootstrap.pb"):
+            (self.data_dir / name).unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(self.data_dir / "raft", ignore_errors=True)
+        self.cfg.role, self.cfg.listen_addr = "worker", ""
+        self.cfg.advertise_addr = f"{self.cfg.advertise_ip}:0"
+        self.cfg.raft_peers = []
+        nodeconfig.save(self.data_dir, self.cfg)
 
     def _serve_local(self) -> None:
         sock = paths.control_socket(self.data_dir)
@@ -168,7 +263,7 @@ class NodeDaemon:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         control = self.manager.control if self.manager is not None else None
         images = ImageService(self.images) if self.images is not None else None
-        servicer = LocalControl(self._info, self._leave, control, images)
+        servicer = self._servicer = LocalControl(self._info, self._leave, control, images)
         pbg.add_ControlServicer_to_server(servicer, server)  # type: ignore[arg-type]
         old = os.umask(0o177)
         try:

@@ -34,6 +34,10 @@ class LocalControl:
         self._manager = manager_control
         self._images = images  # swarmlet.image_service.ImageService: this node's images
 
+    def set_manager(self, manager_control: Any | None) -> None:
+        """A promotion or demotion swaps what non-local calls are handed to."""
+        self._manager = manager_control
+
     def Info(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.InfoResponse:  # noqa: N802
         return self._info()
 
@@ -49,10 +53,12 @@ class LocalControl:
             raise AttributeError(name)
         if name.startswith("Image") and self._images is not None:
             return getattr(self._images, name)
-        if self._manager is not None:
-            return getattr(self._manager, name)
 
-        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, NOT_MANAGER)
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            # looked up per call: a promotion or demotion swaps the manager
+            manager = self._manager
+            if manager is None:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, NOT_MANAGER)
+            return getattr(manager, name)(request, context)
 
-        return refuse
+        return call

@@ -84,6 +84,8 @@ class Agent:
         self._addr = addr
         self._clock = clock
         self._on_leave = on_leave
+        # called (in its own thread) when a manager says this node's role changed
+        self.on_role_change: Callable[[int], None] | None = None
         if db_path is None:
             db_path = ":memory:" if runtime.name == "sim" else self.state_dir / "worker.db"
         self._db_path = db_path
@@ -276,6 +278,10 @@ class Agent:
             self._logs.handle(ev.msg.logs, self._session.send)
         elif kind == "leave":
             self._begin_leave(ev.msg.leave.reason or "removed by the manager", remote=True)
+        elif kind == "role" and self.on_role_change is not None:
+            role = ev.msg.role.role
+            threading.Thread(target=self.on_role_change, args=(role,), daemon=True,
+                             name="role-change").start()
 
     def _on_session_info(self, info: pb.SessionInfo) -> None:
         assert self._driver is not None and self._session is not None

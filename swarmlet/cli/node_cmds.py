@@ -174,6 +174,39 @@ def rm(
         raise typer.Exit(1)
 
 
+def _change_role(ctx: typer.Context, nodes: list[str], data_dir: str | None, role: int,
+                 verb: str) -> None:
+    with open_client(ctx, data_dir) as client:
+
+        def change(ref: str) -> None:
+            client._call("PromoteNode", pb.PromoteRequest(id=ref, role=role))  # type: ignore[arg-type]
+            typer.echo(f"Node {ref} {verb}.")
+
+        _, failed = each_object(nodes, change)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("promote")
+def promote(
+    ctx: typer.Context,
+    nodes: list[str] = typer.Argument(..., help="Node ids or hostnames."),
+    data_dir: str | None = data_dir_option(),
+) -> None:
+    """Make workers managers (they join the Raft group)."""
+    _change_role(ctx, nodes, data_dir, pb.MANAGER, "promoted to a manager in the swarm")
+
+
+@app.command("demote")
+def demote(
+    ctx: typer.Context,
+    nodes: list[str] = typer.Argument(..., help="Node ids or hostnames."),
+    data_dir: str | None = data_dir_option(),
+) -> None:
+    """Make managers workers (they leave the Raft group; refused if quorum would be lost)."""
+    _change_role(ctx, nodes, data_dir, pb.WORKER, "demoted in the swarm")
+
+
 def join_token(
     ctx: typer.Context,
     role: str = typer.Argument(..., help="worker or manager."),

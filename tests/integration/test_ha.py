@@ -125,3 +125,31 @@ def test_manager_leave_and_rm_change_raft_membership(tmp_path: Path) -> None:
         c.swarm("service", "create", "--name", "after", "--detach", "sim", node=alive)
     finally:
         c.close()
+
+
+def test_promote_and_demote(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, runtime="sim")
+    try:
+        c.start_ha(managers=1, workers=2)
+
+        def status(name: str) -> str:
+            nodes = {n["hostname"]: n for n in c.json("node", "ls")}
+            return str(nodes[name]["manager_status"])
+
+        proc = c.swarm("service", "ls", node="worker-1", check=False)
+        assert proc.returncode == 1 and "not a manager" in proc.stderr
+        c.swarm("node", "promote", "worker-1", "worker-2")
+        wait_for(lambda: status("worker-1") == "Reachable" and status("worker-2") == "Reachable",
+                 timeout=30, what="promoted managers reachable")
+        # the promoted node now serves the control API itself
+        c.swarm("service", "create", "--name", "p", "--detach", "sim", node="worker-1")
+        proc = c.swarm("node", "promote", "worker-1", check=False)
+        assert proc.returncode == 1 and "already a manager" in proc.stderr
+        c.swarm("node", "demote", "worker-2")
+        wait_for(lambda: status("worker-2") == "", what="demoted")
+        wait_for(lambda: c.swarm("service", "ls", node="worker-2", check=False).returncode == 1,
+                 what="demoted node no longer serves the control API")
+        proc = c.swarm("node", "demote", "manager-1", node="worker-1", check=False)
+        assert proc.returncode == 1 and "leader" in proc.stderr
+    finally:
+        c.close()
