@@ -11,6 +11,8 @@ command -v ps >/dev/null || apt_missing+=(procps)
 if [ "$(id -u)" = 0 ]; then  # the runc runtime and its tests (busybox rootfs)
   command -v runc >/dev/null || apt_missing+=(runc)
   [ -x /bin/busybox ] || apt_missing+=(busybox-static)
+  # a real registry on 127.0.0.1 for the image-pull system tests (started by the tests)
+  command -v docker-registry >/dev/null || apt_missing+=(docker-registry)
 fi
 if [ ${#apt_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
