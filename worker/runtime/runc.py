@@ -14,7 +14,7 @@ one machine. The container joins a network namespace prepared per task
 
 A small monitor process per container (worker/runtime/runc_monitor.py, forked in its own
 session by a per-runtime spawner, so that no container start pays for a Python start)
-runs `runc create` + `runc start`, waits for the container as its child subreaper and
+runs `runc run --detach`, waits for the container as its child subreaper and
 writes exit.json (exit code, OOM kill). It outlives the agent, so after an agent restart
 `adopt` finds the task by its files and later exits are still learned.
 The agent polls for exit.json (a stat per poll).
@@ -306,7 +306,7 @@ class RuncRuntime(Runtime):
 
     def _await_start(self, task_id: str, d: Path, e: _Entry) -> int:
         deadline = self._clock.monotonic() + START_TIMEOUT_S
-        delay = 0.001
+        delay = 0.0005
         while True:
             started = read_json(d / "started.json")
             if started is not None:
@@ -318,7 +318,7 @@ class RuncRuntime(Runtime):
             if self._clock.monotonic() >= deadline:
                 raise RuntimeFailure(f"container did not start within {START_TIMEOUT_S:.0f}s")
             self._clock.sleep(delay)
-            delay = min(delay * 2, 0.01)
+            delay = min(delay * 2, 0.002)
 
     # ------------------------------------------------------------------ observe
 
@@ -511,7 +511,7 @@ def _exit_from(rec: dict[str, Any]) -> ExitInfo:
     """ExitInfo from an exit.json record written by the monitor (or by _orphaned)."""
     if rec.get("error"):
         phase = rec.get("phase") or ""
-        prefix = f"runc {phase}: " if phase in ("create", "start") else ""
+        prefix = f"runc {phase}: " if phase in ("create", "start", "run") else ""
         return ExitInfo(EXIT_UNKNOWN, False, prefix + str(rec["error"]))
     code = int(rec.get("exit_code", EXIT_UNKNOWN))
     oom = bool(rec.get("oom"))

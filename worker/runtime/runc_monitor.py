@@ -5,15 +5,16 @@ a session of its own, so it outlives the agent. Standard library only and few im
 container start; records are written by `_dump`).
 
 Arguments: TASK_DIR RUNC RUNC_ROOT CONTAINER_ID BUNDLE [OOM_FILE...]. It makes itself a
-child subreaper (prctl PR_SET_CHILD_SUBREAPER), runs `runc create` with the container's
-stdout/stderr on TASK_DIR/output.log (O_APPEND; the container inherits it), then
-`runc start`. The container's init, orphaned when `runc create` exits, is re-parented to
-this process, so waitpid() yields its real exit status. Files written (each atomically,
+child subreaper (prctl PR_SET_CHILD_SUBREAPER), runs `runc run --detach` with the
+container's stdout/stderr on TASK_DIR/output.log (O_APPEND; the container inherits it).
+The container's init, orphaned when runc exits, is re-parented to this process, so
+waitpid() yields its real exit status (one runc process per start instead of
+create + start saves a Go program start). Files written (each atomically,
 by rename):
   started.json  {"pid", "start_ticks", "monitor_pid"} once the container runs
   exit.json     {"exit_code", "signal", "oom", "error", "phase", "finished_at"} at the end;
                 exit_code is 128+N for a death by signal N, -1 when unknown; "error" and
-                "phase" (create|start) say why it never ran.
+                "phase" (run) say why it never ran.
 OOM kills are read from the cgroup's counters after the exit (memory.oom_control on
 cgroup v1, memory.events on v2: "oom_kill N").
 
@@ -86,10 +87,16 @@ def _spawn(argv: list[str], out_fd: int, err_fd: int) -> int:
         os.close(null)
 
 
+_reaped: dict[int, tuple[int, int]] = {}  # pid -> (code, signal) of children reaped early
+
+
 def _wait_for(pid: int) -> tuple[int, int]:
     """Reap children until `pid` ends (a subreaper inherits orphans): (code, signal), the
     code shell-style (128+N for signal N); (-1, 0) when it was not our child (then its
-    end is only watched for, by polling /proc)."""
+    end is only watched for, by polling /proc). Others reaped meanwhile are remembered:
+    a container that exits at once may be reaped while waiting for `runc run` itself."""
+    if pid in _reaped:
+        return _reaped.pop(pid)
     while True:
         try:
             got, status = os.waitpid(-1, 0)
@@ -97,10 +104,13 @@ def _wait_for(pid: int) -> tuple[int, int]:
             while _start_ticks(pid) is not None and not _zombie(pid):
                 time.sleep(0.05)
             return -1, 0
+        if os.WIFSIGNALED(status):
+            result = 128 + os.WTERMSIG(status), os.WTERMSIG(status)
+        else:
+            result = os.waitstatus_to_exitcode(status), 0
         if got == pid:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status), os.WTERMSIG(status)
-            return os.waitstatus_to_exitcode(status), 0
+            return result
+        _reaped[got] = result
 
 
 def _zombie(pid: int) -> bool:
@@ -167,28 +177,20 @@ def run(argv: list[str]) -> int:
     oom_files = argv[5:]
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        return _fail(d, "create", "monitor: prctl(PR_SET_CHILD_SUBREAPER) failed")
+        return _fail(d, "run", "monitor: prctl(PR_SET_CHILD_SUBREAPER) failed")
     for ignored in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
         signal.signal(ignored, signal.SIG_IGN)
     runc_log = os.path.join(d, "runc.log")
     base = [runc, "--root", root, "--log", runc_log, "--log-format", "json"]
     log_fd = os.open(os.path.join(d, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     pid_file = os.path.join(d, "container.pid")
-    create = base + ["create", "--bundle", bundle, "--pid-file", pid_file, cid]
-    code, _ = _wait_for(_spawn(create, log_fd, log_fd))
+    run_cmd = base + ["run", "--detach", "--bundle", bundle, "--pid-file", pid_file, cid]
+    code, _ = _wait_for(_spawn(run_cmd, log_fd, log_fd))
     os.close(log_fd)
     if code != 0:
-        return _fail(d, "create", _runc_error(runc_log, f"runc create exited {code}"))
+        return _fail(d, "run", _runc_error(runc_log, f"runc run exited {code}"))
     with open(pid_file) as f:
         pid = int(f.read().strip())
-    err_path = os.path.join(d, "runc-start.err")
-    err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    start_pid = _spawn(base + ["start", cid], err_fd, err_fd)
-    os.close(err_fd)
-    _, status = os.waitpid(start_pid, 0)
-    if status != 0:
-        with open(err_path, errors="replace") as f:
-            return _fail(d, "start", _runc_error(runc_log, f.read()))
     _write_json(
         os.path.join(d, "started.json"),
         {"pid": pid, "start_ticks": _start_ticks(pid), "monitor_pid": os.getpid()},
