@@ -278,7 +278,12 @@ class NodeDaemon:
 
     def _info(self) -> pb.InfoResponse:
         leader = bool(self.manager and self.manager.is_leader())
+        digest, index = "", 0
+        if self.manager is not None:
+            with self.manager.store.lock:
+                digest, index = self.manager.store.digest(), self.manager.store.index
         return pb.InfoResponse(
+            store_digest=digest, store_index=index,
             node_id=self.cfg.node_id, role=self.cfg.role, cluster_id=self.cfg.cluster_id,
             manager_addr=self.cfg.advertise_addr if self.cfg.role == "manager"
             else (self.cfg.managers[0] if self.cfg.managers else ""),

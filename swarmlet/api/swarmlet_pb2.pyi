@@ -2274,6 +2274,8 @@ class InfoResponse(_message.Message):
     DATA_DIR_FIELD_NUMBER: _builtins.int
     RUNTIME_FIELD_NUMBER: _builtins.int
     ADDR_FIELD_NUMBER: _builtins.int
+    STORE_DIGEST_FIELD_NUMBER: _builtins.int
+    STORE_INDEX_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     role: _builtins.str
     """manager | worker"""
@@ -2283,6 +2285,10 @@ class InfoResponse(_message.Message):
     data_dir: _builtins.str
     runtime: _builtins.str
     addr: _builtins.str
+    store_digest: _builtins.str
+    """managers: sha256 of this manager's own store"""
+    store_index: _builtins.int
+    """managers: batches applied"""
     def __init__(
         self,
         *,
@@ -2294,10 +2300,12 @@ class InfoResponse(_message.Message):
         data_dir: _builtins.str = ...,
         runtime: _builtins.str = ...,
         addr: _builtins.str = ...,
+        store_digest: _builtins.str = ...,
+        store_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["addr", b"addr", "cluster_id", b"cluster_id", "data_dir", b"data_dir", "is_leader", b"is_leader", "manager_addr", b"manager_addr", "node_id", b"node_id", "role", b"role", "runtime", b"runtime"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addr", b"addr", "cluster_id", b"cluster_id", "data_dir", b"data_dir", "is_leader", b"is_leader", "manager_addr", b"manager_addr", "node_id", b"node_id", "role", b"role", "runtime", b"runtime", "store_digest", b"store_digest", "store_index", b"store_index"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

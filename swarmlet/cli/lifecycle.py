@@ -17,7 +17,7 @@ import typer
 
 from swarmlet import bootstrap, nodeconfig, paths
 from swarmlet.client import ControlClient
-from swarmlet.errors import NoDaemon, SwarmletError
+from swarmlet.errors import NoDaemon, SwarmletError, Unavailable
 from swarmlet.image_service import check_insecure_registry
 
 RUNTIMES = ("auto", "runc", "process", "sim")
@@ -67,7 +67,7 @@ def start_daemon(data_dir: Path, timeout: float = 30.0) -> int:
             with ControlClient(data_dir, timeout=2) as c:
                 c.info()
             return proc.pid
-        except NoDaemon:
+        except (NoDaemon, Unavailable):  # not listening yet (or a stale socket file)
             time.sleep(0.1)
     proc.terminate()
     raise SwarmletError(f"the node daemon did not come up within {timeout:.0f}s; see "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,12 +23,25 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 SWARM = [sys.executable, "-m", "swarmlet.cli.main"]
 
-_next_port = [23000 + (os.getpid() % 200) * 20]
+_rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))  # taken on any address means taken here
+        except OSError:
+            return False
+    return True
 
 
 def free_port_block() -> int:
-    _next_port[0] += 10
-    return _next_port[0]
+    """A base port P with P, P+1 and P+2 free on every address (manager, join, Raft)."""
+    for _ in range(200):
+        base = _rng.randrange(20000, 29990, 10)
+        if all(_free(base + i) for i in range(3)):
+            return base
+    raise RuntimeError("no free port block found")
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1,
