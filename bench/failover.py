@@ -37,7 +37,15 @@ def all_reachable(c: LocalCluster, via: str) -> bool:
 
 
 def trial(c: LocalCluster, n: int) -> float:
-    leader = leader_name(c, "manager-1")
+    def stable_leader() -> str | None:
+        # a restarted member can start an election (pysyncobj has no PreVote): wait until
+        # every manager names the same leader twice, a second apart
+        first = {leader_name(c, m) for m in ("manager-1", "manager-2", "manager-3")}
+        time.sleep(1.0)
+        second = {leader_name(c, m) for m in ("manager-1", "manager-2", "manager-3")}
+        return first.pop() if len(first) == 1 and first == second else None
+
+    leader = wait_for(stable_leader, timeout=60, what="a stable leader")
     survivor = next(m for m in ("manager-1", "manager-2", "manager-3") if m != leader)
     client = ControlClient(c.nodes[survivor], timeout=2)
     c.kill(leader)
