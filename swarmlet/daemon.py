@@ -14,6 +14,7 @@ import platform  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 from concurrent import futures  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -311,13 +312,9 @@ class NodeDaemon:
                 )
             return
         if m.is_leader():
-            if not force:
-                raise SwarmletError(
-                    f"this node is the leader of {len(managers)} managers; leave with --force, "
-                    f"then run `swarm node rm --force {self.cfg.node_id}` on another manager "
-                    "to take it out of the Raft group"
-                )
-            return
+            if force:
+                return
+            self._hand_over_leadership()
         leader = m.link.leader_node()
         try:
             if leader is None:
@@ -330,6 +327,21 @@ class NodeDaemon:
         except SwarmletError:
             if not force:
                 raise
+
+    def _hand_over_leadership(self) -> None:
+        """Ask Raft to make another manager the leader, and wait until one is."""
+        m = self.manager
+        m.raft.sync.transferLeadership()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            leader = m.link.leader_node()
+            if not m.is_leader() and leader is not None and leader.id != self.cfg.node_id:
+                return
+            time.sleep(0.1)
+        raise SwarmletError(
+            "could not hand the leadership to another manager; use --force to leave anyway "
+            f"(then `swarm node rm --force {self.cfg.node_id}` on another manager)"
+        )
 
     def _do_leave(self) -> None:
         self.log.info("daemon.leaving")

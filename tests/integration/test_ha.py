@@ -108,8 +108,6 @@ def test_manager_leave_and_rm_change_raft_membership(tmp_path: Path) -> None:
         managers = ["manager-1", "manager-2", "manager-3", "manager-4"]
         leader = c.leader()
         followers = [m for m in managers if m != leader]
-        proc = c.swarm("leave", node=leader, check=False)
-        assert proc.returncode == 1 and "--force" in proc.stderr  # the leader must force
         c.swarm("leave", node=followers[0])
         assert members(leader) == (3, 3)
         assert followers[0] not in {n["hostname"] for n in c.json("node", "ls", node=leader)}
@@ -123,6 +121,22 @@ def test_manager_leave_and_rm_change_raft_membership(tmp_path: Path) -> None:
         c.swarm("node", "rm", "--force", dead, node=leader)
         assert members(leader) == (2, 2)
         c.swarm("service", "create", "--name", "after", "--detach", "sim", node=alive)
+    finally:
+        c.close()
+
+
+def test_leader_leaves_gracefully(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, runtime="sim")
+    try:
+        c.start_ha(managers=3)
+        leader = c.leader()
+        rest = [m for m in ("manager-1", "manager-2", "manager-3") if m != leader]
+        c.swarm("leave", node=leader)
+        new = c.leader(via=rest[0])
+        assert new in rest
+        names = {n["hostname"]: n["manager_status"] for n in c.json("node", "ls", node=rest[0])}
+        assert leader not in names and sorted(names.values()) == ["Leader", "Reachable"]
+        c.swarm("service", "create", "--name", "after", "--detach", "sim", node=rest[1])
     finally:
         c.close()
 
