@@ -185,3 +185,29 @@ def test_scale_replaces_no_task(cluster: LocalCluster, client: ControlClient) ->
     assert before <= {t.id for t in running(client, "steady")}
     assert update_state(client, "steady") == ""
     client.remove_service("steady")
+
+
+def test_cli_update_with_flags_then_cli_rollback(cluster: LocalCluster,
+                                                 client: ControlClient) -> None:
+    client.create_service(spec("clirolled", 4))
+    wait_for(lambda: len(running(client, "clirolled")) == 4, what="4 running")
+    cluster.swarm("service", "update", "--image", "busybox:2", "--update-parallelism", "2",
+                  "--update-order", "start-first", "--update-monitor", "500ms", "clirolled")
+    wait_for(lambda: update_state(client, "clirolled") == "completed", what="update completed")
+    cfg = client.get_service("clirolled").spec.update_config
+    assert (cfg.parallelism, cfg.order, cfg.monitor_s) == (2, "start-first", 0.5)
+    assert images(client, "clirolled") == ["busybox:2"] * 4
+
+    before = {t.id for t in running(client, "clirolled")}
+    cluster.swarm("service", "update", "--force", "clirolled")
+    wait_for(lambda: update_state(client, "clirolled") == "completed", what="forced update")
+    assert not before & {t.id for t in running(client, "clirolled")}  # every task replaced
+
+    cluster.swarm("service", "rollback", "clirolled")
+    wait_for(lambda: update_state(client, "clirolled") == "rollback_completed",
+             what="rollback completed")
+    inspected = json.loads(cluster.swarm("service", "inspect", "clirolled").stdout)[0]
+    assert inspected["updateStatus"]["state"] == "rollback_completed"
+    # the spec before --force had the same image: the rollback replaced the forced tasks
+    assert images(client, "clirolled") == ["busybox:2"] * 4
+    client.remove_service("clirolled")
