@@ -54,8 +54,12 @@ def main() -> int:
     p.add_argument("--replicas", type=int, default=5000)
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--managers", type=int, default=1)
+    p.add_argument("--keep", action="store_true", help="keep the state dir (for debugging)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="swarmlet-bench-") as t:
+        if args.keep:
+            t = tempfile.mkdtemp(prefix="swarmlet-bench-keep-")
+            print(f"state kept in {t}")
         tmp = Path(t)
         cluster = LocalCluster(tmp, runtime="sim")
         fleet = None
