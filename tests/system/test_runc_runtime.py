@@ -100,6 +100,16 @@ def test_image_cmd_used_when_the_spec_has_no_command(env: Env) -> None:
     assert env.run(t) == (ExitInfo(0), "from-image-cmd")
 
 
+def test_image_user_applies_unless_the_spec_names_one(env: Env) -> None:
+    env.images.add("asapp", {"User": "app", "Cmd": ["id", "-u"]})
+    t = make_task()
+    t.spec.container.image = "asapp"
+    assert env.run(t) == (ExitInfo(0), "1000")
+    t2 = make_task("id", "-u", user="0")
+    t2.spec.container.image = "asapp"
+    assert env.run(t2) == (ExitInfo(0), "0")
+
+
 @pytest.mark.parametrize(
     ("kw", "cmd", "message"),
     [

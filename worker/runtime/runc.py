@@ -227,7 +227,8 @@ class RuncRuntime(Runtime):
         mount_overlay(layers, d / "upper", d / "work", rootfs)
         cfg = dict(image.config or {})
         user = oci.resolve_user(
-            c.user, read_in_root(rootfs, "/etc/passwd"), read_in_root(rootfs, "/etc/group")
+            c.user or str(cfg.get("User") or ""),  # the spec's user, else the image's
+            read_in_root(rootfs, "/etc/passwd"), read_in_root(rootfs, "/etc/group"),
         )
         hostname = c.hostname or task.id[:12]
         args = oci.process_args(c, cfg)
