@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from swarmlet.client import ControlClient
 from swarmlet.clock import RealClock
 from tests.harness.cluster import LocalCluster, wait_for
 from tests.harness.fake_images import build_busybox_layer
@@ -92,6 +93,13 @@ def test_on_failure_restarts_with_delay_until_max_attempts(cluster: LocalCluster
     rows = ps(cluster, "flaky")
     assert len(rows) == 3, rows  # the first run and two restarts, then no more
     assert all(r["current_state"].startswith("Failed") for r in rows)
+    with ControlClient(cluster.nodes["manager-1"], timeout=10) as cl:
+        tasks = sorted(cl.list_tasks(service="flaky").tasks, key=lambda t: t.restart_attempt)
+    assert [t.restart_attempt for t in tasks] == [0, 1, 2]
+    for before, after in zip(tasks, tasks[1:], strict=False):
+        # each restart waited the delay after its predecessor ended
+        assert after.not_before >= before.status.timestamp + 1.0 - 0.05
+        assert after.status.exit_code == 3 and after.status.has_exit_code
     cluster.swarm("service", "rm", "flaky")
 
 
