@@ -8,6 +8,7 @@ and busybox-static. Every test removes its containers and checks that nothing is
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from worker.errors import RejectError
 from worker.runtime.base import ExitInfo
 from worker.runtime.runc import RuncRuntime
 from worker.runtime.runc_fs import cpu_stat_file
+from worker.runtime.taskfiles import read_json
 
 pytestmark = requires_runc
 
@@ -214,6 +216,25 @@ def test_new_runtime_adopts_running_container_and_learns_its_exit(env: Env,
     assert env.rt.wait(t.id, 0) is None
     (ctl / "go").touch()
     assert env.rt.wait(t.id, 20) == ExitInfo(5)
+
+
+def test_killed_monitor_or_spawner(env: Env) -> None:
+    t = make_task("sleep", "600")
+    env.start(t)
+    mon = read_json(env.rt.task_dir(t.id) / "monitor.json")
+    assert mon is not None
+    spawner = env.rt._zygote._proc  # noqa: SLF001 (the test kills it on purpose)
+    assert spawner is not None
+    spawner.kill()
+    spawner.wait()
+    os.kill(int(mon["pid"]), signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{mon['pid']}").exists(), timeout=10)
+    assert env.rt.wait(t.id, 0.3) is None  # the container still runs without its monitor
+    env.rt.shutdown(t.id, 0.2)
+    info = env.rt.wait(t.id, 0)
+    assert info is not None and not info.code_known and "monitor died" in info.message
+    t2 = make_task("sh", "-c", "exit 4")  # a new spawner serves the next start
+    assert env.run(t2)[0] == ExitInfo(4)
 
 
 def test_probe_runs_inside_the_container(env: Env) -> None:
