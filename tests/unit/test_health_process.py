@@ -75,3 +75,26 @@ def test_none_healthcheck_means_plain_running(fd: FakeDispatcher, tmp_path: Path
     fd.assign([task("h2", tmp_path / "x", "NONE")])
     wait_for(lambda: status(fd, "h2").state == S.RUNNING)
     assert status(fd, "h2").health == ""
+
+
+def test_sim_runtime_probes(tmp_path: Path) -> None:
+    d = FakeDispatcher(heartbeat_period_s=0.2).start()
+    agent = Agent(
+        state_dir=tmp_path / "agent", managers=[d.addr],
+        credentials_factory=grpc.insecure_channel,
+        runtime=make_runtime("sim", tmp_path / "runtime", RealClock()),
+        description=pb.NodeDescription(hostname="w1"), addr="127.0.0.1", clock=RealClock(),
+        node_id="node-1",
+    )
+    agent.start()
+    try:
+        good = task("s1", tmp_path / "x", "CMD", "true")
+        bad = task("s2", tmp_path / "x", "CMD", "true")
+        bad.spec.container.env.append("SIM_UNHEALTHY=sim says no")
+        d.assign([good, bad])
+        wait_for(lambda: status(d, "s1").state == S.RUNNING and status(d, "s2").state == S.FAILED)
+        assert status(d, "s1").health == "healthy"
+        assert status(d, "s2").err == "unhealthy: sim says no"
+    finally:
+        agent.stop()
+        d.stop()

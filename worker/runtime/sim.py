@@ -6,6 +6,7 @@ until shut down (exit 0). Knobs, read from the task's env:
   SIM_RUN_S=<seconds>  the task exits by itself after that long (injected clock)
   SIM_EXIT=<code>      ...with that exit code (alone: exits at once with it)
   SIM_REJECT=<text>    prepare() rejects the task with that message
+  SIM_UNHEALTHY=<text> every health probe fails with that output (else probes pass)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import Clock
 from worker.errors import RejectError, RuntimeFailure, TaskNotFound
-from worker.runtime.base import ExitInfo, Runtime, RuntimeState
+from worker.runtime.base import ExitInfo, ProbeResult, Runtime, RuntimeState
 
 
 @dataclass
@@ -25,6 +26,7 @@ class _SimTask:
     image: str
     run_s: float | None
     exit_code: int
+    unhealthy: str | None = None
     started_at: float | None = None
     exit: ExitInfo | None = None
 
@@ -56,7 +58,8 @@ class SimRuntime(Runtime):
             run_s = 0.0
         with self._lock:
             if task.id not in self._tasks:
-                self._tasks[task.id] = _SimTask(task.spec.container.image, run_s, code)
+                self._tasks[task.id] = _SimTask(task.spec.container.image, run_s, code,
+                                                env.get("SIM_UNHEALTHY"))
 
     def start(self, task_id: str) -> int:
         with self._lock:
@@ -97,6 +100,13 @@ class SimRuntime(Runtime):
             t = self._tasks.get(task_id)
             if t is not None and t.started_at is not None and self._check(t) is None:
                 t.exit = ExitInfo(0)
+
+    def probe(self, task_id: str, argv: list[str], timeout_s: float) -> ProbeResult:
+        with self._lock:
+            t = self._get(task_id)
+        if t.unhealthy is not None:
+            return ProbeResult(1, t.unhealthy)
+        return ProbeResult(0)
 
     def remove(self, task_id: str) -> None:
         with self._lock:
