@@ -8,6 +8,7 @@ the edge, and nowhere else).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -275,11 +276,17 @@ class ControlService(SecretsControl, pbg.ControlServicer):
             raise Conflict(f"node {name} is the last manager of the cluster")
         if self._raft is None:
             return
-        reachable, total = self._raft.members()
-        key = f"partner_node_status_server_{node.manager_status.raft_addr}"
-        if self._raft.status().get(key) == 2:
-            reachable -= 1
-        if reachable < (total - 1) // 2 + 1:
+        # connection state lags a leadership change by a moment: look again before refusing
+        for attempt in range(15):
+            reachable, total = self._raft.members()
+            key = f"partner_node_status_server_{node.manager_status.raft_addr}"
+            if self._raft.status().get(key) == 2:
+                reachable -= 1
+            if reachable >= (total - 1) // 2 + 1:
+                break
+            if attempt < 14:
+                time.sleep(0.2)
+        else:
             raise Conflict(
                 f"removing manager {name} would leave the cluster without quorum "
                 f"({reachable} of {total - 1} remaining managers reachable)"
