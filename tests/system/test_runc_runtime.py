@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import RealClock
 from tests.harness.fake_dispatcher import wait_for
 from tests.harness.fake_images import FakeImageStore
@@ -25,6 +26,7 @@ from worker.runtime.base import ExitInfo
 from worker.runtime.runc import RuncRuntime
 from worker.runtime.runc_fs import cpu_stat_file
 from worker.runtime.taskfiles import read_json
+from worker.secrets import TaskFiles
 
 pytestmark = requires_runc
 
@@ -153,6 +155,25 @@ def test_bind_volume_tmpfs_and_readonly_rootfs(env: Env, tmp_path: Path) -> None
     assert out.splitlines() == ["from host", "1", "ro-bind-ok", "ro-root-ok"]
     env.rt.remove(t.id)
     assert (tmp_path / "volumes" / "data1" / "file").read_text() == "v\n"  # volumes are kept
+
+
+def test_secrets_and_configs_on_tmpfs(env: Env) -> None:
+    t = make_task("sh", "-c", "cat /run/secrets/db_pass; cat /etc/app.conf;"
+                  " { echo x > /run/secrets/db_pass; } 2>/dev/null || echo read-only")
+    t.spec.container.secrets.add(secret_id="s1", secret_name="db_pass")
+    t.spec.container.configs.add(config_id="c1", config_name="app", target="/etc/app.conf")
+    files = TaskFiles(
+        secrets=(pb.Secret(id="s1", spec=pb.SecretSpec(data=b"hunter2\n")),),
+        configs=(pb.Config(id="c1", spec=pb.ConfigSpec(data=b"debug=1\n")),),
+    )
+    env.ids.append(t.id)
+    env.rt.prepare(t, files)
+    files_dir = str(env.rt.task_dir(t.id) / "files")
+    with open("/proc/self/mountinfo") as f:
+        assert any(ln.split()[4] == files_dir and " - tmpfs " in ln for ln in f)
+    env.rt.start(t.id)
+    assert env.rt.wait(t.id, 30) == ExitInfo(0)
+    assert list(env.rt.logs(t.id)) == ["hunter2", "debug=1", "read-only"]
 
 
 def test_memory_limit_oom_kill_is_reported(env: Env) -> None:

@@ -6,6 +6,8 @@ Per task, under `<state_dir>/<task id>/`:
   bundle/rootfs      overlayfs: the image's layer dirs read-only, upper/ + work/ per task
   upper/ work/       the overlay's writable layer
   etc/               hosts, hostname, resolv.conf bind-mounted into the container
+  files/             a tmpfs with the task's secrets and configs (worker.secrets), each
+                     bind-mounted read-only at its target (/run/secrets/<name>, ...)
   output.log(.1)     the container's stdout+stderr (size-capped copy-and-truncate rotation)
   monitor.json (monitor pid), started.json, exit.json, runc.log
 runc's own state lives in `<state_dir>/runc` (`runc --root`), so several nodes can share
@@ -44,6 +46,7 @@ from worker.runtime.base import EXIT_UNKNOWN, ExitInfo, ProbeResult, Runtime, Ru
 from worker.runtime.runc_fs import (
     cgroup_dirs,
     mount_overlay,
+    mount_tmpfs,
     oom_files,
     read_in_root,
     resolve_executable,
@@ -59,6 +62,7 @@ from worker.runtime.taskfiles import (
     signal_name,
     write_json,
 )
+from worker.secrets import TaskFiles, materialize
 
 MiB = 1 << 20
 MONITOR = str(Path(__file__).with_name("runc_monitor.py"))
@@ -67,6 +71,7 @@ CGROUP_PARENT = "swarmlet"
 START_TIMEOUT_S = 60.0
 KILL_WAIT_S = 5.0
 PROBE_OUTPUT_MAX = 4096
+FILES_TMPFS_BYTES = 16 << 20  # secrets and configs of one task (Docker caps each at 500 KB)
 _TASK_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _ROTATE_CHECK_S = 1.0
 _ORPHAN_CHECK_S = 1.0
@@ -161,6 +166,7 @@ class RuncRuntime(Runtime):
 
     name = "runc"
     blocking = True
+    delivers_files = True  # secrets/configs: a tmpfs per task, bind-mounted (worker.secrets)
 
     def __init__(
         self,
@@ -209,7 +215,7 @@ class RuncRuntime(Runtime):
 
     # ------------------------------------------------------------------ prepare
 
-    def prepare(self, task: pb.Task) -> None:
+    def prepare(self, task: pb.Task, files: TaskFiles | None = None) -> None:
         if not _TASK_ID.match(task.id):
             raise RejectError(f"invalid task id {task.id!r}")
         c = task.spec.container
@@ -235,7 +241,7 @@ class RuncRuntime(Runtime):
         env = oci.process_env(c, cfg, self._swarmlet_env(task), hostname, user.home)
         cwd = oci.working_dir(c, cfg)
         resolve_executable(rootfs, args[0], env, cwd)
-        mounts = self._mounts(c, d, hostname)
+        mounts = self._mounts(c, d, hostname) + self._file_mounts(task, d, files)
         ns = netns.name_for(task.id)
         ns_path = netns.create(ns)
         inputs = oci.BundleInputs(
@@ -277,6 +283,18 @@ class RuncRuntime(Runtime):
         (etc / "resolv.conf").write_text(resolv)
         files = {f"/etc/{n}": str(etc / n) for n in ("hosts", "hostname", "resolv.conf")}
         return oci.etc_mounts(files) + mounts
+
+    @staticmethod
+    def _file_mounts(task: pb.Task, d: Path, files: TaskFiles | None) -> list[dict[str, Any]]:
+        """Secrets and configs written on a tmpfs (never on disk), as read-only binds."""
+        if not files:
+            return []
+        mount_tmpfs(d / "files", FILES_TMPFS_BYTES)
+        return [
+            {"destination": m.target, "type": "bind", "source": m.source,
+             "options": ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"]}
+            for m in materialize(task, files.secrets, files.configs, d / "files")
+        ]
 
     # ------------------------------------------------------------------ start
 
@@ -491,6 +509,7 @@ class RuncRuntime(Runtime):
         if r.returncode != 0 and self._container_status(task_id) is not None:
             raise RuntimeFailure(f"runc delete: {r.stderr.strip()}")
         unmount(d / "bundle" / "rootfs")
+        unmount(d / "files")
         netns.remove(str(spec.get("netns") or netns.name_for(task_id)))
         for cg in cgroup_dirs(self.cgroups_path(task_id)):
             with contextlib.suppress(FileNotFoundError):

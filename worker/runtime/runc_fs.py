@@ -55,6 +55,18 @@ def mount_overlay(layers: list[Path], upper: Path, work: Path, target: Path) -> 
         raise RuntimeFailure(f"mounting the rootfs overlay: {os.strerror(err)}")
 
 
+def mount_tmpfs(target: Path, size_bytes: int, mode: int = 0o700) -> None:
+    """A private tmpfs at `target` (nosuid, nodev, noexec), unless one is there already."""
+    if is_mounted(target):
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    data = f"size={size_bytes},mode={mode:o}".encode()
+    flags = 2 | 4 | 8  # MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", flags, data) != 0:
+        err = ctypes.get_errno()
+        raise RuntimeFailure(f"mounting a tmpfs at {target}: {os.strerror(err)}")
+
+
 def unmount(target: Path) -> None:
     """Unmount `target` if it is a mount point (lazily when it is busy)."""
     while is_mounted(target):
