@@ -24,6 +24,13 @@ RUNTIMES = ("auto", "runc", "process", "sim")
 RUNTIME_HELP = "Task runtime: auto (runc if root and installed, else process), runc, process, sim."
 
 
+def _runtime_in_use(runtime: str) -> str:
+    """The runtime the node's daemon uses for `runtime` ("auto" resolved as it does)."""
+    from worker.runtime import resolve_runtime
+
+    return resolve_runtime(runtime)
+
+
 def _check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise SwarmletError(f"runtime: must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
@@ -136,7 +143,8 @@ def register(app: typer.Typer) -> None:
         except SwarmletError:
             nodeconfig.erase(d)
             raise
-        typer.echo(f"Swarm initialized: current node ({cfg.node_id}) is now a manager.\n")
+        typer.echo(f"Swarm initialized: current node ({cfg.node_id}) is now a manager "
+                   f"(task runtime: {_runtime_in_use(cfg.runtime)}).\n")
         typer.echo("To add a worker to this swarm, run the following command:\n")
         typer.echo(f"    swarm join --token {token} {addr or cfg.advertise_addr}\n")
         typer.echo("To add a manager to this swarm, run 'swarm join-token manager' and follow "
@@ -171,7 +179,8 @@ def register(app: typer.Typer) -> None:
         except SwarmletError:
             nodeconfig.erase(d)
             raise
-        typer.echo(f"This node joined a swarm as a {cfg.role}.")
+        typer.echo(f"This node joined a swarm as a {cfg.role} "
+                   f"(task runtime: {_runtime_in_use(cfg.runtime)}).")
 
     @app.command("leave")
     def leave(
