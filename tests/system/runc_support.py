@@ -24,6 +24,10 @@ def skip_reason() -> str:
         return "busybox is not installed (Debian package busybox-static)"
     if shutil.which("ip") is None:
         return "ip is not installed (Debian package iproute2)"
+    from worker.runtime import root_is_mount_point
+
+    if not root_is_mount_point():
+        return "runc needs / to be a mount point (this looks like a chroot)"
     return ""
 
 

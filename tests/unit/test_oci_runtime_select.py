@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import worker.runtime as runtime_pkg
 from swarmlet.errors import SwarmletError
 from worker.runtime import resolve_runtime
 from worker.runtime import runc as runc_mod
@@ -13,7 +14,16 @@ from worker.runtime import runc as runc_mod
 def test_auto_prefers_runc_when_usable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runc_mod.os, "geteuid", lambda: 0)
     monkeypatch.setattr(runc_mod.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(runtime_pkg, "root_is_mount_point", lambda: True)
     assert resolve_runtime("auto") == "runc"
+
+
+def test_auto_falls_back_to_process_in_a_chroot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runc_mod.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(runc_mod.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr(runtime_pkg, "root_is_mount_point", lambda: False)
+    assert resolve_runtime("auto") == "process"
+    assert "chroot" in runtime_pkg.runc_usable()
 
 
 @pytest.mark.parametrize(("euid", "which"), [(1000, "/usr/sbin/runc"), (0, None)])

@@ -28,12 +28,23 @@ NAMES = ("runc", "process", "sim")
 AUTO = "auto"
 
 
+def root_is_mount_point() -> bool:
+    """runc makes / a slave mount in the container; in a chroot / is no mount at all."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == "/" for line in f if len(line.split()) > 4)
+    except OSError:
+        return True  # cannot tell: let runc itself report
+
+
 def runc_usable() -> str:
     """"" when the runc runtime can be used here, else why not."""
     from worker.runtime.runc import runc_available
 
     if not runc_available():
         return "runc needs root and the runc program (Debian package runc)"
+    if not root_is_mount_point():
+        return "runc needs / to be a mount point (this looks like a chroot)"
     try:
         importlib.import_module("worker.images")
     except ImportError as e:
