@@ -48,10 +48,10 @@ from worker.runtime.base import (
     task_argv,
 )
 from worker.runtime.taskfiles import exit_info as _exit_info
+from worker.runtime.taskfiles import poll_until, rotate_log, run_captured
 from worker.runtime.taskfiles import proc_stat as _proc_stat
 from worker.runtime.taskfiles import read_json as _read_json
 from worker.runtime.taskfiles import read_lines as _read_lines
-from worker.runtime.taskfiles import rotate_log, run_captured
 from worker.runtime.taskfiles import write_json as _write_json
 from worker.secrets import TaskFiles, materialize
 
@@ -188,11 +188,7 @@ class ProcessRuntime(Runtime):
 
     def wait(self, task_id: str, timeout: float) -> ExitInfo | None:
         e = self._entry(task_id)
-        deadline = self._clock.monotonic() + timeout
-        info = self._poll(task_id, e)
-        while info is None and self._clock.monotonic() < deadline:
-            self._clock.sleep(min(0.02, max(0.0, deadline - self._clock.monotonic())))
-            info = self._poll(task_id, e)
+        info = poll_until(self._clock, lambda: self._poll(task_id, e), timeout)
         self._maybe_rotate(task_id, e)
         return info
 

@@ -55,6 +55,7 @@ from worker.runtime.runc_fs import (
 from worker.runtime.taskfiles import (
     alive,
     log_lines,
+    poll_until,
     proc_stat,
     read_json,
     rotate_log,
@@ -343,11 +344,7 @@ class RuncRuntime(Runtime):
 
     def wait(self, task_id: str, timeout: float) -> ExitInfo | None:
         e = self._entry(task_id)
-        deadline = self._clock.monotonic() + timeout
-        info = self._poll(task_id, e)
-        while info is None and self._clock.monotonic() < deadline:
-            self._clock.sleep(min(0.02, max(0.0, deadline - self._clock.monotonic())))
-            info = self._poll(task_id, e)
+        info = poll_until(self._clock, lambda: self._poll(task_id, e), timeout)
         self._maybe_rotate(task_id, e)
         return info
 

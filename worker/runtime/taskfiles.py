@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,18 @@ def rotate_log(path: Path, max_bytes: int) -> bool:
     shutil.copyfile(path, path.with_name(path.name + ".1"))
     os.truncate(path, 0)
     return True
+
+
+def poll_until(
+    clock: Any, poll: Callable[[], ExitInfo | None], timeout: float
+) -> ExitInfo | None:
+    """Poll for a task's exit every 20 ms until it has one or `timeout` runs out."""
+    deadline = clock.monotonic() + timeout
+    info = poll()
+    while info is None and clock.monotonic() < deadline:
+        clock.sleep(min(0.02, max(0.0, deadline - clock.monotonic())))
+        info = poll()
+    return info
 
 
 def read_lines(paths: list[Path]) -> Iterator[str]:
