@@ -175,11 +175,8 @@ class Manager:
     def leader_node_id(self) -> str | None:
         if self._leading:
             return self.cfg.node_id
-        raft_leader = self.raft.leader() if self.raft else None
-        for n in self.store.all_nodes():
-            if raft_leader and n.manager_status.raft_addr == raft_leader:
-                return n.id
-        return None
+        node = self.link.leader_node()
+        return node.id if node is not None else None
 
     def manager_addrs(self) -> list[str]:
         return [
