@@ -54,6 +54,19 @@ def grpc_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _time_left(context: Any, cap: float = 10.0) -> float:
+    """Seconds the caller still waits (capped); the whole cap without a deadline."""
+    left = context.time_remaining() if context is not None else None
+    return cap if left is None else max(0.1, min(cap, left))
+
+
+def _caller_waits(context: Any) -> bool:
+    if context is None:
+        return True
+    left = context.time_remaining()
+    return bool(context.is_active()) and (left is None or left > 0.1)
+
+
 class ControlService(SecretsControl, pbg.ControlServicer):
     def __init__(
         self,
@@ -72,6 +85,20 @@ class ControlService(SecretsControl, pbg.ControlServicer):
         self._ready = ready
         self._raft = raft
         self._logs = logs  # manager.logs.LogBroker
+
+    def _versioned(self, context: Any, build: Callable[[], pb.Command], what: str) -> str:
+        """Read, modify, propose with the version read; on a version conflict read again,
+        but only while the caller still waits: a write whose caller gave up (deadline
+        passed) must not be retried into effect after the caller's later writes."""
+        for _ in range(5):
+            cmd = build()
+            result = self._proposer.propose([cmd], timeout=_time_left(context))[0]
+            obj = cmd.update_service if cmd.HasField("update_service") else cmd.update_node
+            if result.ok:
+                return str(obj.id)
+            if "changed since" not in result.error or not _caller_waits(context):
+                raise Conflict(result.error)
+        raise Conflict(f"{what} keeps changing; try again")
 
     def _commit(self, cmd: pb.Command, conflict: str | None = None) -> None:
         result = self._proposer.propose([cmd])[0]
@@ -111,23 +138,20 @@ class ControlService(SecretsControl, pbg.ControlServicer):
 
     @grpc_errors
     def RollbackService(self, request: pb.IdRequest, context: Any) -> Any:  # noqa: N802
-        for _ in range(5):
+        def build() -> pb.Command:
             old = resolve_service(self._store, request.id)
             if not old.HasField("previous_spec"):
                 name = old.spec.annotations.name
                 raise Conflict(f"service {name} has no previous spec to roll back to")
             new = rolled_back(old, "manually requested rollback")
-            cmd = pb.Command(update_service=new, expected_version=old.meta.version)
-            result = self._proposer.propose([cmd])[0]
-            if result.ok:
-                return pb.ServiceResponse(service=self._store.services[old.id])
-            if "changed since" not in result.error:
-                raise Conflict(result.error)
-        raise Conflict("service keeps changing; try again")
+            return pb.Command(update_service=new, expected_version=old.meta.version)
+
+        sid = self._versioned(context, build, "service")
+        return pb.ServiceResponse(service=self._store.services[sid])
 
     @grpc_errors
     def ScaleService(self, request: pb.ScaleRequest, context: Any) -> Any:  # noqa: N802
-        for _ in range(5):
+        def build() -> pb.Command:
             old = resolve_service(self._store, request.id)
             if old.spec.mode.WhichOneof("mode") == "global":
                 raise SpecError(
@@ -138,13 +162,10 @@ class ControlService(SecretsControl, pbg.ControlServicer):
             new = pb.Service()
             new.CopyFrom(old)
             new.spec.mode.replicated.replicas = request.replicas
-            cmd = pb.Command(update_service=new, expected_version=old.meta.version)
-            result = self._proposer.propose([cmd])[0]
-            if result.ok:
-                return pb.ServiceResponse(service=self._store.services[old.id])
-            if "changed since" not in result.error:
-                raise Conflict(result.error)
-        raise Conflict("service keeps changing; try again")
+            return pb.Command(update_service=new, expected_version=old.meta.version)
+
+        sid = self._versioned(context, build, "service")
+        return pb.ServiceResponse(service=self._store.services[sid])
 
     @grpc_errors
     def GetService(self, request: pb.IdRequest, context: Any) -> Any:  # noqa: N802
@@ -228,7 +249,7 @@ class ControlService(SecretsControl, pbg.ControlServicer):
 
     @grpc_errors
     def UpdateNode(self, request: pb.UpdateNodeRequest, context: Any) -> Any:  # noqa: N802
-        for _ in range(5):
+        def build() -> pb.Command:
             old = resolve_node(self._store, request.id)
             new = pb.Node()
             new.CopyFrom(old)
@@ -240,14 +261,15 @@ class ControlService(SecretsControl, pbg.ControlServicer):
                 if k not in new.spec.annotations.labels:
                     raise SpecError("label-rm", f"node {old.description.hostname} has no label {k}")
                 del new.spec.annotations.labels[k]
-            expected = request.version or old.meta.version
-            cmd = pb.Command(update_node=new, expected_version=expected)
-            result = self._proposer.propose([cmd])
-            if result[0].ok:
-                return pb.NodeResponse(node=self._with_leader(self._store.nodes[old.id]))
-            if request.version or "changed since" not in result[0].error:
-                raise Conflict(result[0].error)
-        raise Conflict("node keeps changing; try again")
+            return pb.Command(update_node=new, expected_version=request.version or old.meta.version)
+
+        if request.version:  # the caller named a version: no re-read on conflict
+            cmd = build()
+            self._commit(cmd)
+            nid = cmd.update_node.id
+        else:
+            nid = self._versioned(context, build, "node")
+        return pb.NodeResponse(node=self._with_leader(self._store.nodes[nid]))
 
     @grpc_errors
     def RemoveNode(self, request: pb.RemoveNodeRequest, context: Any) -> Any:  # noqa: N802

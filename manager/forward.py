@@ -111,11 +111,17 @@ class ForwardingControl:
             if name in STREAMING:
                 return _relay(getattr(stub, name)(request), context)
             try:
-                return getattr(stub, name)(request, timeout=FORWARD_TIMEOUT_S)
+                return getattr(stub, name)(request, timeout=_deadline(context))
             except grpc.RpcError as e:
                 context.abort(e.code(), e.details())
 
         return call
+
+
+def _deadline(context: grpc.ServicerContext) -> float:
+    """The caller's own deadline travels on: the leader gives up when our caller does."""
+    left = context.time_remaining()
+    return FORWARD_TIMEOUT_S if left is None else max(0.05, min(FORWARD_TIMEOUT_S, left))
 
 
 def _relay(call: Any, context: grpc.ServicerContext) -> Iterator[Any]:
