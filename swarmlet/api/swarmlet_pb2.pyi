@@ -1411,6 +1411,7 @@ class Node(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     MANAGER_STATUS_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    INGRESS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     role: Global___NodeRole.ValueType
     @_builtins.property
@@ -1423,6 +1424,12 @@ class Node(_message.Message):
     def status(self) -> Global___NodeStatus: ...
     @_builtins.property
     def manager_status(self) -> Global___ManagerStatus: ...
+    @_builtins.property
+    def ingress(self) -> Global___NetworkAttachment:
+        """The node's own endpoint on the ingress network (its ingress sandbox address),
+        allocated by the manager; the routing mesh forwards published ports through it.
+        """
+
     def __init__(
         self,
         *,
@@ -1433,10 +1440,11 @@ class Node(_message.Message):
         status: Global___NodeStatus | None = ...,
         manager_status: Global___ManagerStatus | None = ...,
         role: Global___NodeRole.ValueType = ...,
+        ingress: Global___NetworkAttachment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "manager_status", b"manager_status", "meta", b"meta", "spec", b"spec", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "ingress", b"ingress", "manager_status", b"manager_status", "meta", b"meta", "spec", b"spec", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "manager_status", b"manager_status", "meta", b"meta", "role", b"role", "spec", b"spec", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "ingress", b"ingress", "manager_status", b"manager_status", "meta", b"meta", "role", b"role", "spec", b"spec", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1587,6 +1595,33 @@ class AssignTask(_message.Message):
 Global___AssignTask: _TypeAlias = AssignTask  # noqa: Y015
 
 @_typing.final
+class SetTaskNetworks(_message.Message):
+    """The allocator gives a task its network endpoints (before it is scheduled); applied
+    only while the task has none and is not yet assigned.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    NETWORKS_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    @_builtins.property
+    def networks(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkAttachment]: ...
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        networks: _abc.Iterable[Global___NetworkAttachment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["networks", b"networks", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTaskNetworks: _TypeAlias = SetTaskNetworks  # noqa: Y015
+
+@_typing.final
 class SetTaskPending(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1674,6 +1709,7 @@ class Command(_message.Message):
     SET_TASK_PENDING_FIELD_NUMBER: _builtins.int
     SET_TASK_DESIRED_FIELD_NUMBER: _builtins.int
     REMOVE_TASK_FIELD_NUMBER: _builtins.int
+    SET_TASK_NETWORKS_FIELD_NUMBER: _builtins.int
     CREATE_NODE_FIELD_NUMBER: _builtins.int
     UPDATE_NODE_FIELD_NUMBER: _builtins.int
     NODE_STATUS_FIELD_NUMBER: _builtins.int
@@ -1711,6 +1747,8 @@ class Command(_message.Message):
     @_builtins.property
     def set_task_desired(self) -> Global___SetTaskDesired: ...
     @_builtins.property
+    def set_task_networks(self) -> Global___SetTaskNetworks: ...
+    @_builtins.property
     def create_node(self) -> Global___Node: ...
     @_builtins.property
     def update_node(self) -> Global___Node: ...
@@ -1739,6 +1777,7 @@ class Command(_message.Message):
         set_task_pending: Global___SetTaskPending | None = ...,
         set_task_desired: Global___SetTaskDesired | None = ...,
         remove_task: _builtins.str = ...,
+        set_task_networks: Global___SetTaskNetworks | None = ...,
         create_node: Global___Node | None = ...,
         update_node: Global___Node | None = ...,
         node_status: Global___UpdateNodeStatus | None = ...,
@@ -1752,11 +1791,11 @@ class Command(_message.Message):
         create_config: Global___Config | None = ...,
         remove_config: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_networks", b"set_task_networks", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "expected_version", b"expected_version", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "expected_version", b"expected_version", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_networks", b"set_task_networks", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["create_service", "update_service", "remove_service", "create_task", "task_status", "assign_task", "set_task_pending", "set_task_desired", "remove_task", "create_node", "update_node", "node_status", "remove_node", "put_cluster", "create_network", "update_network", "remove_network", "create_secret", "remove_secret", "create_config", "remove_config"]  # noqa: Y015
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["create_service", "update_service", "remove_service", "create_task", "task_status", "assign_task", "set_task_pending", "set_task_desired", "remove_task", "set_task_networks", "create_node", "update_node", "node_status", "remove_node", "put_cluster", "create_network", "update_network", "remove_network", "create_secret", "remove_secret", "create_config", "remove_config"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
 
@@ -3050,6 +3089,8 @@ class Assignments(_message.Message):
     CONFIGS_FIELD_NUMBER: _builtins.int
     NETWORKS_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    INGRESS_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]: ...
@@ -3065,7 +3106,17 @@ class Assignments(_message.Message):
 
     @_builtins.property
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkEndpoint]:
-        """remote task endpoints on those networks"""
+        """task (and node ingress) endpoints on those networks"""
+
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceBinding]:
+        """Services that have a VIP on one of those networks or publish ports (every node
+        gets every service publishing in ingress mode: the mesh answers on every node).
+        """
+
+    @_builtins.property
+    def ingress(self) -> Global___NetworkAttachment:
+        """this node's own ingress endpoint (Node.ingress)"""
 
     def __init__(
         self,
@@ -3076,14 +3127,52 @@ class Assignments(_message.Message):
         configs: _abc.Iterable[Global___Config] | None = ...,
         networks: _abc.Iterable[Global___Network] | None = ...,
         endpoints: _abc.Iterable[Global___NetworkEndpoint] | None = ...,
+        services: _abc.Iterable[Global___ServiceBinding] | None = ...,
+        ingress: Global___NetworkAttachment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ingress", b"ingress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["configs", b"configs", "endpoints", b"endpoints", "networks", b"networks", "secrets", b"secrets", "sequence", b"sequence", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configs", b"configs", "endpoints", b"endpoints", "ingress", b"ingress", "networks", b"networks", "secrets", b"secrets", "sequence", b"sequence", "services", b"services", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Assignments: _TypeAlias = Assignments  # noqa: Y015
+
+@_typing.final
+class ServiceBinding(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
+    ENDPOINT_MODE_FIELD_NUMBER: _builtins.int
+    VIRTUAL_IPS_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    service_id: _builtins.str
+    service_name: _builtins.str
+    endpoint_mode: _builtins.str
+    """vip | dnsrr"""
+    @_builtins.property
+    def virtual_ips(self) -> _containers.RepeatedCompositeFieldContainer[Global___VirtualIP]: ...
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___PortConfig]:
+        """as allocated: published ports filled in"""
+
+    def __init__(
+        self,
+        *,
+        service_id: _builtins.str = ...,
+        service_name: _builtins.str = ...,
+        endpoint_mode: _builtins.str = ...,
+        virtual_ips: _abc.Iterable[Global___VirtualIP] | None = ...,
+        ports: _abc.Iterable[Global___PortConfig] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint_mode", b"endpoint_mode", "ports", b"ports", "service_id", b"service_id", "service_name", b"service_name", "virtual_ips", b"virtual_ips"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceBinding: _TypeAlias = ServiceBinding  # noqa: Y015
 
 @_typing.final
 class NetworkEndpoint(_message.Message):
@@ -3096,6 +3185,9 @@ class NetworkEndpoint(_message.Message):
     MAC_FIELD_NUMBER: _builtins.int
     SERVICE_NAME_FIELD_NUMBER: _builtins.int
     ALIASES_FIELD_NUMBER: _builtins.int
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    SERVING_FIELD_NUMBER: _builtins.int
     network_id: _builtins.str
     task_id: _builtins.str
     node_addr: _builtins.str
@@ -3104,6 +3196,14 @@ class NetworkEndpoint(_message.Message):
     """CIDR address of the task on the network"""
     mac: _builtins.str
     service_name: _builtins.str
+    service_id: _builtins.str
+    """empty for a node's own ingress endpoint"""
+    node_id: _builtins.str
+    """the node hosting it"""
+    serving: _builtins.bool
+    """the task runs and is desired running (healthy where it has a check): it is in its
+    service's load-balancing maps and DNS answers; otherwise only in FDB/neighbours
+    """
     @_builtins.property
     def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -3116,10 +3216,13 @@ class NetworkEndpoint(_message.Message):
         mac: _builtins.str = ...,
         service_name: _builtins.str = ...,
         aliases: _abc.Iterable[_builtins.str] | None = ...,
+        service_id: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        serving: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "aliases", b"aliases", "mac", b"mac", "network_id", b"network_id", "node_addr", b"node_addr", "service_name", b"service_name", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "aliases", b"aliases", "mac", b"mac", "network_id", b"network_id", "node_addr", b"node_addr", "node_id", b"node_id", "service_id", b"service_id", "service_name", b"service_name", "serving", b"serving", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
