@@ -54,17 +54,22 @@ def grpc_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _remaining(context: Any) -> float | None:
+    """Seconds until the caller's deadline; None without one (or without a context)."""
+    fn = getattr(context, "time_remaining", None)
+    return fn() if fn is not None else None
+
+
 def _time_left(context: Any, cap: float = 10.0) -> float:
     """Seconds the caller still waits (capped); the whole cap without a deadline."""
-    left = context.time_remaining() if context is not None else None
+    left = _remaining(context)
     return cap if left is None else max(0.1, min(cap, left))
 
 
 def _caller_waits(context: Any) -> bool:
-    if context is None:
-        return True
-    left = context.time_remaining()
-    return bool(context.is_active()) and (left is None or left > 0.1)
+    left = _remaining(context)
+    active = getattr(context, "is_active", None)
+    return (active is None or bool(active())) and (left is None or left > 0.1)
 
 
 class ControlService(SecretsControl, pbg.ControlServicer):
