@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 
+from manager import recovery
 from manager.auth import manager_only
 from manager.ca_server import CAService
 from manager.control import ControlService
@@ -78,12 +79,14 @@ class Manager:
         self._lock = threading.Lock()
         self._servers: list[grpc.Server] = []
         self.ready = threading.Event()  # leader with every committed entry applied
+        self._recovered = False  # started from recovered.pb (force-new-cluster)
 
     # ------------------------------------------------------------------ wiring
 
     def start(self) -> None:
         cfg = self.cfg
         self_raft = with_port(cfg.advertise_addr, 2)
+        self._recovered = recovery.initial_state(cfg.state_dir, self.store)
         self.raft = RaftNode(
             self.store,
             self_raft,
@@ -243,6 +246,9 @@ class Manager:
             except ManagerError as e:
                 self._log.error("manager.bootstrap_failed", error=str(e))
                 return
+        if self._recovered and self.raft is not None:
+            self.raft.compact()  # force-new-cluster: the recovered state into Raft's snapshot
+            self._recovered = False
         if self._leading:
             self.ready.set()
             self.dispatcher.start()

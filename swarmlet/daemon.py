@@ -89,6 +89,13 @@ class NodeDaemon:
     def _start_manager(self, ca: bytes, cert: bytes, key: bytes) -> None:
         from manager.manager import Manager, ManagerConfig
 
+        marker = self.data_dir / "force-new-cluster"
+        if marker.exists():  # swarm init --force-new-cluster: a new Raft group of one
+            from manager.recovery import force_new_cluster
+
+            force_new_cluster(self.data_dir, self.cfg.node_id, self.clock.now())
+            marker.unlink()
+            self.log.warning("daemon.force_new_cluster")
         boot_file = self.data_dir / "bootstrap.pb"
         boot = pb.CommandBatch.FromString(boot_file.read_bytes()) if boot_file.exists() else None
         mcfg = ManagerConfig(

@@ -7,6 +7,7 @@ The daemon runs in the background by default (pid and log file in the data dir);
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -128,9 +129,17 @@ def register(app: typer.Typer) -> None:
         insecure_registry: list[str] = typer.Option([], metavar="HOST[:PORT]|CIDR",
                                                     help=INSECURE_HELP),
         foreground: bool = typer.Option(False, help="Run the daemon in this process."),
+        force_new_cluster: bool = typer.Option(
+            False, "--force-new-cluster",
+            help="On a surviving manager whose cluster lost its quorum for good: restart "
+                 "it as a one-manager cluster from its own state (other managers are "
+                 "removed from the managers; they can join again)."),
     ) -> None:
         """Create a new swarm with this node as its first manager."""
         d = paths.data_dir(data_dir)
+        if force_new_cluster:
+            _force_new_cluster(d, foreground)
+            return
         insecure = [check_insecure_registry(r) for r in insecure_registry]
         cfg = bootstrap.init_cluster(d, listen_addr, advertise_addr,
                                      hostname or socket.gethostname(), _check_runtime(runtime))
@@ -199,6 +208,42 @@ def register(app: typer.Typer) -> None:
         while pid and time.monotonic() < deadline and _alive(pid):
             time.sleep(0.1)
         typer.echo("Node left the swarm.")
+
+
+FORCE_MARKER = "force-new-cluster"  # the daemon rebuilds its Raft group at start
+
+
+def _force_new_cluster(d: Path, foreground: bool) -> None:
+    """Stop this manager's daemon, have it restart as the only manager of its state."""
+    try:
+        cfg = nodeconfig.load(d)
+    except (OSError, ValueError, SwarmletError):
+        cfg = None
+    if cfg is None or cfg.role != "manager" or not (d / "raft").exists():
+        raise SwarmletError(f"--force-new-cluster: no manager state in {d} (it must be run "
+                            "on a manager that was part of the cluster)")
+    pid_path = paths.pid_file(d)
+    pid = int(pid_path.read_text()) if pid_path.exists() else None
+    if pid and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            raise SwarmletError(f"--force-new-cluster: the node daemon (pid {pid}) did not "
+                                "stop; stop it and try again")
+    (d / FORCE_MARKER).write_text("")
+    cfg.raft_peers, cfg.managers = [], [cfg.advertise_addr]
+    nodeconfig.save(d, cfg)
+    if foreground:
+        _run(d, True)
+    start_daemon(d)
+    token, addr = _wait_token(d)
+    typer.echo(f"Swarm re-initialized from this node's state: {cfg.node_id} is now the only "
+               "manager (the old Raft files are kept beside the new ones).\n")
+    typer.echo("To add a worker to this swarm, run the following command:\n")
+    typer.echo(f"    swarm join --token {token} {addr or cfg.advertise_addr}\n")
+    typer.echo("Other managers must join again: run 'swarm join-token manager'.")
 
 
 def _alive(pid: int) -> bool:
