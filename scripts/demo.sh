@@ -4,6 +4,7 @@
 # nodes; one worker drained and its tasks moving; everything torn down at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/rootview.sh  # runc needs / to be a mount point (not so in a chroot)
 bash scripts/bootstrap.sh
 
 root=$(pwd)

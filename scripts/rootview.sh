@@ -1,0 +1,15 @@
+# Sourced by demo.sh and test.sh. runc needs / to be a mount point; in a chroot it is not
+# (a fresh machine set up with debootstrap + chroot, say), so re-run the calling script
+# in a private mount namespace whose root is a bind mount of / -- the same files, seen
+# through a mount point. Nothing changes where / already is one (as on any normal host).
+if [ "$(id -u)" = 0 ] && [ -z "${SWARMLET_ROOTVIEW:-}" ] && command -v unshare >/dev/null \
+    && ! mountpoint -q /; then
+  rootview=/run/swarmlet-rootview
+  mkdir -p "$rootview"
+  echo "==> / is not a mount point (a chroot?): running in a mount namespace rooted at a bind mount of /"
+  exec unshare -m --propagation unchanged /bin/sh -c '
+    view=$1; dir=$2; shift 2
+    mount --rbind / "$view" && mount --make-rprivate "$view" &&
+    exec chroot "$view" /usr/bin/env SWARMLET_ROOTVIEW=1 /bin/bash -c "cd \"\$0\" && exec \"\$@\"" "$dir" "$@"
+  ' sh "$rootview" "$PWD" bash "$0" "$@"
+fi
