@@ -3,7 +3,7 @@
 # in a private mount namespace whose root is a bind mount of / -- the same files, seen
 # through a mount point. Nothing changes where / already is one (as on any normal host).
 if [ "$(id -u)" = 0 ] && [ -z "${SWARMLET_ROOTVIEW:-}" ] && command -v unshare >/dev/null \
-    && ! mountpoint -q /; then
+    && ! awk '$5 == "/" { found = 1 } END { exit !found }' /proc/self/mountinfo 2>/dev/null; then
   rootview=/run/swarmlet-rootview
   mkdir -p "$rootview"
   echo "==> / is not a mount point (a chroot?): running in a mount namespace rooted at a bind mount of /"
