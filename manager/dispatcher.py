@@ -18,6 +18,7 @@ import grpc
 
 from manager.auth import peer_identity
 from manager.errors import ManagerError
+from manager.heartbeats import silent_nodes
 from manager.proposer import Proposer
 from manager.secretbox import delivery
 from manager.store import Event, Store
@@ -56,6 +57,9 @@ class _Session:
         self.q.put(None)
 
 
+CPU_SLOTS = 4
+
+
 class Dispatcher(pbg.DispatcherServicer):
     def __init__(
         self,
@@ -81,6 +85,11 @@ class Dispatcher(pbg.DispatcherServicer):
         self._active = threading.Event()
         self._halt = threading.Event()
         self._started_at = 0.0
+        self._held = 0  # nodes held back from being marked down (a mass silence)
+        # Session threads doing Python work at once: when a change touches every node,
+        # hundreds of them would otherwise wake together and starve Raft's tick thread
+        # of the GIL (late heartbeats between managers, elections).
+        self._cpu = threading.BoundedSemaphore(CPU_SLOTS)
         self._log = log.get("dispatcher")
         self._monitor: threading.Thread | None = None
         self.leader_hint: Callable[[], str] = lambda: ""
@@ -173,15 +182,15 @@ class Dispatcher(pbg.DispatcherServicer):
             self._started_at += seconds
 
     def _check_heartbeats(self) -> None:
-        now = self._clock.monotonic()
-        limit = self.period * self.misses
-        down = []
-        for node in self._store.all_nodes():
-            if node.status.state != pb.READY:
-                continue
-            last = self._seen.get(node.id, self._started_at)
-            if now - last > limit:
-                down.append(node.id)
+        ready = [n.id for n in self._store.all_nodes() if n.status.state == pb.READY]
+        with self._lock:
+            seen = dict(self._seen)
+        decision = silent_nodes(ready, seen, self._started_at, self._clock.monotonic(),
+                                self.period * self.misses)
+        if len(decision.held) != self._held:
+            self._held = len(decision.held)
+            self._log.warning("dispatcher.mass_silence", nodes=self._held, ready=len(ready))
+        down = decision.down
         if not down:
             return
         cmds = [
@@ -287,7 +296,8 @@ class Dispatcher(pbg.DispatcherServicer):
             if item == _ASSIGN:
                 with sess.lock:
                     sess.dirty = False
-                msg = self._assignments(sess)
+                with self._cpu:
+                    msg = self._assignments(sess)
                 if msg is not None:
                     yield msg
             else:
@@ -329,7 +339,8 @@ class Dispatcher(pbg.DispatcherServicer):
                     self._seen[sess.node_id] = self._clock.monotonic()
                 kind = msg.WhichOneof("msg")
                 if kind == "statuses":
-                    self._statuses(sess.node_id, msg.statuses)
+                    with self._cpu:
+                        self._statuses(sess.node_id, msg.statuses)
                 elif kind == "logs":
                     self.on_logs(sess.node_id, msg.logs)
         except grpc.RpcError:
