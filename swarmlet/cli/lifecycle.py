@@ -31,7 +31,7 @@ def _runtime_in_use(runtime: str) -> str:
     return resolve_runtime(runtime)
 
 
-def _check_runtime(runtime: str) -> str:
+def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise SwarmletError(f"runtime: must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if runtime == "runc":
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
         d = paths.data_dir(data_dir)
         insecure = [check_insecure_registry(r) for r in insecure_registry]
         cfg = bootstrap.init_cluster(d, listen_addr, advertise_addr,
-                                     hostname or socket.gethostname(), _check_runtime(runtime))
+                                     hostname or socket.gethostname(), check_runtime(runtime))
         _set_insecure(d, cfg, insecure)
         if foreground:
             _run(d, True)
@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
         d = paths.data_dir(data_dir)
         insecure = [check_insecure_registry(r) for r in insecure_registry]
         cfg = bootstrap.join_cluster(d, token, remote, advertise_addr,
-                                     hostname or socket.gethostname(), _check_runtime(runtime),
+                                     hostname or socket.gethostname(), check_runtime(runtime),
                                      listen_addr)
         _set_insecure(d, cfg, insecure)
         if foreground:
