@@ -19,6 +19,7 @@ from swarmlet import bootstrap, nodeconfig, paths
 from swarmlet.client import ControlClient
 from swarmlet.errors import NoDaemon, SwarmletError, Unavailable
 from swarmlet.image_service import check_insecure_registry
+from swarmlet.procs import alive
 
 RUNTIMES = ("auto", "runc", "process", "sim")
 RUNTIME_HELP = "Task runtime: auto (runc if root and installed, else process), runc, process, sim."
@@ -196,16 +197,6 @@ def register(app: typer.Typer) -> None:
         with ControlClient(d) as c:
             c.leave(force)
         deadline = time.monotonic() + 60
-        while pid and time.monotonic() < deadline and _alive(pid):
+        while pid and time.monotonic() < deadline and alive(pid):
             time.sleep(0.1)
         typer.echo("Node left the swarm.")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

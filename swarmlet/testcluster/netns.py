@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from swarmlet.errors import SwarmletError
+from swarmlet.procs import alive
 
 NETNS_DIR = Path("/run/netns")
 
@@ -102,16 +103,6 @@ def processes_in(inodes: set[int]) -> list[int]:
         except OSError:
             continue  # gone meanwhile, or a kernel thread
     return sorted(found)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def end_processes(pids: list[int], grace: float = 3.0) -> list[int]:

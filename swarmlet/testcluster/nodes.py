@@ -19,6 +19,7 @@ import swarmlet
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.client import ControlClient
 from swarmlet.errors import SwarmletError
+from swarmlet.procs import alive
 from swarmlet.testcluster import netns
 from swarmlet.testcluster.layout import PORT, ClusterState, Host
 
@@ -135,6 +136,6 @@ def leave(data_dir: Path, timeout: float = 30) -> str:
     except SwarmletError as e:
         return f"leave failed: {e}"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and netns.alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.1)
-    return "left" if not netns.alive(pid) else "left, daemon still running"
+    return "left" if not alive(pid) else "left, daemon still running"
