@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 from swarmlet.errors import SwarmletError
 from swarmlet.testcluster import build, nodes, teardown
 from tests.harness.cluster import wait_for
-from tests.harness.fake_images import build_busybox_layer
 from tests.harness.netns_cluster import NetnsCluster, skip_reason
 from tests.system import runc_support
 
@@ -153,23 +151,13 @@ def test_down_after_a_crash(tmp_path: Path) -> None:
         c.down()
 
 
-def _busybox_tar(tmp: Path) -> Path:
-    root = build_busybox_layer(tmp / "busybox-rootfs")
-    out = tmp / "busybox.tar"
-    with tarfile.open(out, "w") as tar:
-        for p in sorted(root.rglob("*")):
-            if p.name != ".complete":
-                tar.add(p, arcname=str(p.relative_to(root)), recursive=False)
-    return out
-
-
 @pytest.mark.skipif(bool(runc_support.skip_reason()),
                     reason=runc_support.skip_reason() or "runc available")
 def test_runc_cluster_up_and_down(tmp_path: Path) -> None:
     c = NetnsCluster(tmp_path, tag="r")
     try:
         c.up(managers=1, workers=1, runtime="runc")
-        tar = _busybox_tar(tmp_path)
+        tar = runc_support.busybox_tar(tmp_path)
         for h in ("m1", "w1"):
             c.swarm(h, "image", "import", str(tar), "busybox:latest")
         c.swarm("m1", "service", "create", "--name", "box", "--mode", "global",
