@@ -29,3 +29,19 @@ def test_bad_names_and_counts() -> None:
     for managers, workers in ((0, 1), (8, 0), (1, -1), (1, 51)):
         with pytest.raises(SpecError):
             layout.check_counts(managers, workers)
+
+
+@pytest.mark.parametrize("args", [["up"], ["down"], ["exec", "--", "true"],
+                                  ["up", "--managers", "9"]])
+def test_cli_without_root_is_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                            args: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from swarmlet.cli.main import app
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    result = CliRunner().invoke(app, ["cluster", *args, "--state-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: swarm cluster needs root (it makes network namespaces)"]
+    assert list(tmp_path.iterdir()) == []  # nothing made
