@@ -119,4 +119,5 @@ def test_isolated_leader_steps_down_and_rejoins(cl: NetnsCluster) -> None:
 
     print(f"partition: healed ({new} leads): follows {took['healed, follows']:.1f}s, "
           f"stores equal {took['healed, stores equal']:.1f}s")
-    assert took["write refused"] < 5
+    # bounds far above the figures (fallback 4 s), for a loaded machine
+    assert took["old leader refuses"] < 20 and took["write refused"] < 5
