@@ -20,6 +20,7 @@ from swarmlet import bootstrap, nodeconfig, paths
 from swarmlet.client import ControlClient
 from swarmlet.errors import NoDaemon, SwarmletError, Unavailable
 from swarmlet.image_service import check_insecure_registry
+from swarmlet.procs import alive
 
 RUNTIMES = ("auto", "runc", "process", "sim")
 RUNTIME_HELP = "Task runtime: auto (runc if root and installed, else process), runc, process, sim."
@@ -32,7 +33,7 @@ def _runtime_in_use(runtime: str) -> str:
     return resolve_runtime(runtime)
 
 
-def _check_runtime(runtime: str) -> str:
+def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise SwarmletError(f"runtime: must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if runtime == "runc":
@@ -142,7 +143,7 @@ def register(app: typer.Typer) -> None:
             return
         insecure = [check_insecure_registry(r) for r in insecure_registry]
         cfg = bootstrap.init_cluster(d, listen_addr, advertise_addr,
-                                     hostname or socket.gethostname(), _check_runtime(runtime))
+                                     hostname or socket.gethostname(), check_runtime(runtime))
         _set_insecure(d, cfg, insecure)
         if foreground:
             _run(d, True)
@@ -178,7 +179,7 @@ def register(app: typer.Typer) -> None:
         d = paths.data_dir(data_dir)
         insecure = [check_insecure_registry(r) for r in insecure_registry]
         cfg = bootstrap.join_cluster(d, token, remote, advertise_addr,
-                                     hostname or socket.gethostname(), _check_runtime(runtime),
+                                     hostname or socket.gethostname(), check_runtime(runtime),
                                      listen_addr)
         _set_insecure(d, cfg, insecure)
         if foreground:
@@ -205,7 +206,7 @@ def register(app: typer.Typer) -> None:
         with ControlClient(d) as c:
             c.leave(force)
         deadline = time.monotonic() + 60
-        while pid and time.monotonic() < deadline and _alive(pid):
+        while pid and time.monotonic() < deadline and alive(pid):
             time.sleep(0.1)
         typer.echo("Node left the swarm.")
 
@@ -224,12 +225,12 @@ def _force_new_cluster(d: Path, foreground: bool) -> None:
                             "on a manager that was part of the cluster)")
     pid_path = paths.pid_file(d)
     pid = int(pid_path.read_text()) if pid_path.exists() else None
-    if pid and _alive(pid):
+    if pid and alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if alive(pid):
             raise SwarmletError(f"--force-new-cluster: the node daemon (pid {pid}) did not "
                                 "stop; stop it and try again")
     (d / FORCE_MARKER).write_text("")
@@ -244,13 +245,3 @@ def _force_new_cluster(d: Path, foreground: bool) -> None:
     typer.echo("To add a worker to this swarm, run the following command:\n")
     typer.echo(f"    swarm join --token {token} {addr or cfg.advertise_addr}\n")
     typer.echo("Other managers must join again: run 'swarm join-token manager'.")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from swarmlet import paths
 from swarmlet.cli import (
+    cluster_cmds,
     image_cmds,
     lifecycle,
     logs_cmd,
@@ -90,6 +91,7 @@ logs_cmd.register(service_cmds.app)
 app.add_typer(image_cmds.app, name="image")
 node_cmds.register(app)
 lifecycle.register(app)
+app.add_typer(cluster_cmds.app, name="cluster")
 
 
 def run() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from swarmlet.api import swarmlet_pb2 as pb
-from tests.harness.fake_images import busybox_path
+from tests.harness.fake_images import build_busybox_layer, busybox_path
 from worker import netns
 from worker.runtime.runc_fs import cgroup_dirs
 
@@ -73,3 +74,14 @@ def leftovers(state_dir: Path, task_ids: list[str]) -> list[str]:
                              text=True, check=False).stdout.split()
         found += [f"runc container {c}" for c in out if c in task_ids]
     return found
+
+
+def busybox_tar(tmp: Path) -> Path:
+    """A rootfs tarball of busybox-static, for `swarm image import`."""
+    root = build_busybox_layer(tmp / "busybox-rootfs")
+    out = tmp / "busybox.tar"
+    with tarfile.open(out, "w") as tar:
+        for p in sorted(root.rglob("*")):
+            if p.name != ".complete":
+                tar.add(p, arcname=str(p.relative_to(root)), recursive=False)
+    return out

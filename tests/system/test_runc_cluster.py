@@ -7,7 +7,6 @@ busybox image built from busybox-static (`swarm image import`). Needs root and r
 from __future__ import annotations
 
 import json
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,21 +16,10 @@ import pytest
 from swarmlet.client import ControlClient
 from swarmlet.clock import RealClock
 from tests.harness.cluster import LocalCluster, wait_for
-from tests.harness.fake_images import build_busybox_layer
-from tests.system.runc_support import leftovers, requires_runc
+from tests.system.runc_support import busybox_tar, leftovers, requires_runc
 from worker.runtime.runc import RuncRuntime
 
 pytestmark = [*requires_runc, pytest.mark.slow]
-
-
-def busybox_tar(tmp: Path) -> Path:
-    root = build_busybox_layer(tmp / "busybox-rootfs")
-    out = tmp / "busybox.tar"
-    with tarfile.open(out, "w") as tar:
-        for p in sorted(root.rglob("*")):
-            if p.name != ".complete":
-                tar.add(p, arcname=str(p.relative_to(root)), recursive=False)
-    return out
 
 
 class _NoImages:

@@ -36,11 +36,11 @@ def test_auto_falls_back_to_process(monkeypatch: pytest.MonkeyPatch, euid: int,
 
 
 def test_explicit_runc_without_root_is_a_clear_init_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swarmlet.cli.lifecycle import _check_runtime
+    from swarmlet.cli.lifecycle import check_runtime
 
     monkeypatch.setattr(runc_mod.os, "geteuid", lambda: 1000)
     with pytest.raises(SwarmletError, match="^runtime: runc needs root and the runc program"):
-        _check_runtime("runc")
+        check_runtime("runc")
     with pytest.raises(SwarmletError, match="runtime: must be one of auto, runc, process, sim"):
-        _check_runtime("docker")
-    assert _check_runtime("process") == "process"
+        check_runtime("docker")
+    assert check_runtime("process") == "process"
