@@ -1,0 +1,86 @@
+"""The overlay across two hosts (namespaces joined by a veth, no route out): tasks on
+different hosts reach each other through the VXLAN devices, DNS on the gateway answers
+service names, and nothing is left once the agents are closed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from net_overlay import dns
+from tests.system.net_support import (
+    Lab,
+    Server,
+    Svc,
+    dns_query,
+    fetch,
+    leftovers,
+    network,
+    requires_net,
+)
+
+pytestmark = requires_net
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()
+        assert leftovers() == []
+
+
+def _one_network(lab: Lab) -> tuple[str, Svc]:
+    net = lab.add_network(network("net" + lab.tag + "a" * 18, 4101, "10.31.1.0/24",
+                                  "10.31.1.1", name="front"))
+    web = Svc("svcweb" + lab.tag, "web", vips={net.id: "10.31.1.2/24"})
+    lab.services.append(web)
+    return net.id, web
+
+
+def test_tasks_on_two_hosts_reach_each_other(lab: Lab) -> None:
+    net, web = _one_network(lab)
+    t1 = lab.add_task(0, web, {net: "10.31.1.10/24"})
+    t2 = lab.add_task(1, web, {net: "10.31.1.20/24"})
+    lab.update()
+    got = lab.agents[0].attach(lab.task_pb(t1), t1.path)
+    lab.agents[1].attach(lab.task_pb(t2), t2.path)
+    assert got is not None and got.nameservers == ["10.31.1.1"]
+    assert got.addresses == ["10.31.1.10/24"]
+    sb = lab.agents[0].sandbox(net)
+    assert sb is not None
+    tx0, rx0 = sb.tx_rx()
+    server = Server(t2.path, 7000, b"hello from t2")
+    try:
+        assert fetch(t1.path, "10.31.1.20", 7000) == b"hello from t2"
+    finally:
+        server.close()
+    tx1, rx1 = sb.tx_rx()
+    assert tx1 > tx0 and rx1 > rx0
+    lab.agents[1].detach(t2.id)
+    assert lab.agents[1].sandbox(net) is None  # its last task left
+
+
+def test_dns_answers_vip_tasks_and_denies_unknown(lab: Lab) -> None:
+    net, web = _one_network(lab)
+    t1 = lab.add_task(0, web, {net: "10.31.1.10/24"})
+    t2 = lab.add_task(1, web, {net: "10.31.1.20/24"})
+    t1.aliases = ["www"]
+    lab.update()
+    lab.attach_all()
+
+    def ask(name: str) -> tuple[int, list[str]]:
+        _, rcode, addrs = dns.parse_response(dns_query(t2.path, "10.31.1.1",
+                                                       dns.encode_query(name)))
+        return rcode, addrs
+
+    assert ask("web") == (dns.NOERROR, ["10.31.1.2"])
+    assert ask("www") == (dns.NOERROR, ["10.31.1.2"])
+    rcode, addrs = ask("tasks.web")
+    assert rcode == dns.NOERROR and sorted(addrs) == ["10.31.1.10", "10.31.1.20"]
+    assert ask("nosuch")[0] == dns.NXDOMAIN
+    assert ask("example.org")[0] == dns.SERVFAIL  # no upstream in the lab
