@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,7 @@ class Lab:
         self.tasks: list[TaskNs] = []
         self.ingress_addrs: list[str] = []
         self._task_ns: list[str] = []
+        self.servers: list[Server] = []
         self._link(f"swt{self.tag}a", f"swt{self.tag}b")
         self.agents = [
             NetworkAgent(self.node_ids[i], UNDERLAY[i], tmp / f"node{i + 1}",
@@ -155,6 +157,11 @@ class Lab:
         for i, agent in enumerate(self.agents):
             agent.update(self.assignments(i))
 
+    def serve(self, ns_path: str, port: int, reply: bytes) -> Server:
+        server = Server(ns_path, port, reply)
+        self.servers.append(server)
+        return server
+
     def attach_all(self) -> None:
         for t in self.tasks:
             self.agents[t.host].attach(self.task_pb(t), t.path)
@@ -162,12 +169,25 @@ class Lab:
     # ------------------------------------------------------------------ teardown
 
     def close(self) -> None:
+        for server in self.servers:
+            server.close()
         for agent in self.agents:
             agent.close()
         for name in self._task_ns:
             nsutil.remove(name)
         for h in self.hosts:
             nsutil.remove(h)
+
+
+def lab_fixture(tmp: Path) -> Iterator[Lab]:
+    """Body of the tests' `lab` fixture: a lab, closed after the test, then checked for
+    anything left behind."""
+    lab = Lab(tmp)
+    try:
+        yield lab
+    finally:
+        lab.close()
+        assert leftovers() == []
 
 
 def ip(ns: str, *args: str) -> None:

@@ -13,10 +13,9 @@ import pytest
 from swarmlet.api import swarmlet_pb2 as pb
 from tests.system.net_support import (
     Lab,
-    Server,
     Svc,
     fetch,
-    leftovers,
+    lab_fixture,
     network,
     requires_net,
 )
@@ -26,20 +25,7 @@ pytestmark = requires_net
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(tmp_path)
-    servers: list[Server] = []
-    lab.servers = servers  # type: ignore[attr-defined]
-    try:
-        yield lab
-    finally:
-        for s in servers:
-            s.close()
-        lab.close()
-        assert leftovers() == []
-
-
-def _serve(lab: Lab, path: str, port: int, reply: bytes) -> None:
-    lab.servers.append(Server(path, port, reply))  # type: ignore[attr-defined]
+    yield from lab_fixture(tmp_path)
 
 
 def test_vip_spreads_over_backends_and_drops_one_not_serving(lab: Lab) -> None:
@@ -54,7 +40,7 @@ def test_vip_spreads_over_backends_and_drops_one_not_serving(lab: Lab) -> None:
     lab.update()
     lab.attach_all()
     for b in backends:
-        _serve(lab, b.path, 80, b.id.encode())
+        lab.serve(b.path, 80, b.id.encode())
     seen = [fetch(client.path, "10.31.2.2", 80).decode() for _ in range(30)]
     assert sorted(set(seen)) == sorted(b.id for b in backends)
     assert all(seen.count(b.id) == 10 for b in backends)  # round robin
@@ -86,7 +72,7 @@ def test_mesh_answers_on_a_host_without_tasks(lab: Lab) -> None:
     lab.update()
     lab.attach_all()
     for t in tasks:
-        _serve(lab, t.path, 80, t.id.encode())
+        lab.serve(t.path, 80, t.id.encode())
     ids = {t.id for t in tasks}
     h1, h2 = lab.host_paths
     # made on host 2 itself (output chain), arriving at host 2 (prerouting), on host 1

@@ -12,11 +12,10 @@ import pytest
 from net_overlay import dns
 from tests.system.net_support import (
     Lab,
-    Server,
     Svc,
     dns_query,
     fetch,
-    leftovers,
+    lab_fixture,
     network,
     requires_net,
 )
@@ -26,12 +25,7 @@ pytestmark = requires_net
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(tmp_path)
-    try:
-        yield lab
-    finally:
-        lab.close()
-        assert leftovers() == []
+    yield from lab_fixture(tmp_path)
 
 
 def _one_network(lab: Lab) -> tuple[str, Svc]:
@@ -54,11 +48,8 @@ def test_tasks_on_two_hosts_reach_each_other(lab: Lab) -> None:
     sb = lab.agents[0].sandbox(net)
     assert sb is not None
     tx0, rx0 = sb.tx_rx()
-    server = Server(t2.path, 7000, b"hello from t2")
-    try:
-        assert fetch(t1.path, "10.31.1.20", 7000) == b"hello from t2"
-    finally:
-        server.close()
+    lab.serve(t2.path, 7000, b"hello from t2")
+    assert fetch(t1.path, "10.31.1.20", 7000) == b"hello from t2"
     tx1, rx1 = sb.tx_rx()
     assert tx1 > tx0 and rx1 > rx0
     lab.agents[1].detach(t2.id)
