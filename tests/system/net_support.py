@@ -109,13 +109,16 @@ class Lab:
         return net
 
     def add_task(self, host: int, service: Svc, addrs: dict[str, str],
-                 serving: bool = True) -> TaskNs:
+                 serving: bool = True, make_ns: bool = True) -> TaskNs:
+        """A task in the model; with make_ns, also its namespace (else a runtime makes
+        one)."""
         n = len(self.tasks) + 1
         t = TaskNs(f"t{self.tag}{n:02d}{secrets.token_hex(10)}", host, service, addrs,
                    serving=serving)
-        name = f"swt-t-{self.tag}-{n}"
-        t.path = nsutil.create(name)
-        self._task_ns.append(name)
+        if make_ns:
+            name = f"swt-t-{self.tag}-{n}"
+            t.path = nsutil.create(name)
+            self._task_ns.append(name)
         self.tasks.append(t)
         return t
 

@@ -12,7 +12,9 @@ Per task, under `<state_dir>/<task id>/`:
   monitor.json (monitor pid), started.json, exit.json, runc.log
 runc's own state lives in `<state_dir>/runc` (`runc --root`), so several nodes can share
 one machine. The container joins a network namespace prepared per task
-(worker.netns, `swl-<id12>`), and its cgroup is `/swarmlet/<task id>`.
+(worker.netns, `swl-<id12>`), and its cgroup is `/swarmlet/<task id>`. With overlay
+networking (`networking`, a net_overlay TaskNetworking) prepare plugs that namespace
+into the task's networks and writes resolv.conf/hosts from the answer; remove unplugs it.
 
 A small monitor process per container (worker/runtime/runc_monitor.py, forked in its own
 session by a per-runtime spawner, so that no container start pays for a Python start)
@@ -37,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from net_overlay.api import TaskNetworking
+from net_overlay.errors import NetworkError
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import Clock
 from worker import netns
@@ -179,8 +183,11 @@ class RuncRuntime(Runtime):
         volumes_dir: Path | None = None,
         runc_bin: str = "runc",
         log_max_bytes: int = 10 * MiB,
+        networking: TaskNetworking | None = None,
     ) -> None:
         self._dir = Path(state_dir)
+        # plugs task namespaces into their overlay networks (None: loopback only)
+        self.networking = networking
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._root = self._dir / "runc"
         self._clock = clock
@@ -245,6 +252,7 @@ class RuncRuntime(Runtime):
         mounts = self._mounts(c, d, hostname) + self._file_mounts(task, d, files)
         ns = netns.name_for(task.id)
         ns_path = netns.create(ns)
+        self._attach(task, str(ns_path), d / "etc", hostname)
         inputs = oci.BundleInputs(
             args=args, env=env, cwd=cwd, user=user, hostname=hostname,
             netns_path=str(ns_path), cgroups_path=self.cgroups_path(task.id),
@@ -256,6 +264,25 @@ class RuncRuntime(Runtime):
             {"stop_signal": c.stop_signal or "SIGTERM", "netns": ns, "image": c.image,
              "cgroups_path": self.cgroups_path(task.id)},
         )
+
+    def _attach(self, task: pb.Task, ns_path: str, etc: Path, hostname: str) -> None:
+        """Plug the task's namespace into its networks; its resolv.conf names the node's
+        DNS and its hosts file its own address."""
+        if self.networking is None or not task.networks:
+            return
+        try:
+            attached = self.networking.attach(task, ns_path)
+        except (NetworkError, OSError) as e:
+            raise RejectError(f"network: {e}") from e
+        if attached is None:
+            return
+        lines = [f"nameserver {ns}" for ns in attached.nameservers]
+        if attached.search:
+            lines.append("search " + " ".join(attached.search))
+        lines.append("options ndots:0")
+        (etc / "resolv.conf").write_text("\n".join(lines) + "\n")
+        own = "".join(f"{a.split('/')[0]}\t{hostname}\n" for a in attached.addresses)
+        (etc / "hosts").write_text(oci.hosts_file(hostname) + own)
 
     def _swarmlet_env(self, task: pb.Task) -> dict[str, str]:
         return {
@@ -507,6 +534,8 @@ class RuncRuntime(Runtime):
             raise RuntimeFailure(f"runc delete: {r.stderr.strip()}")
         unmount(d / "bundle" / "rootfs")
         unmount(d / "files")
+        if self.networking is not None:
+            self.networking.detach(task_id)
         netns.remove(str(spec.get("netns") or netns.name_for(task_id)))
         for cg in cgroup_dirs(self.cgroups_path(task_id)):
             with contextlib.suppress(FileNotFoundError):
