@@ -88,6 +88,7 @@ class Lab:
         self.ingress_addrs: list[str] = []
         self._task_ns: list[str] = []
         self.servers: list[Server] = []
+        self.residue: list[str] = []  # what close() left in the host namespaces
         self._link(f"swt{self.tag}a", f"swt{self.tag}b")
         self.agents = [
             NetworkAgent(self.node_ids[i], UNDERLAY[i], tmp / f"node{i + 1}",
@@ -176,6 +177,7 @@ class Lab:
             server.close()
         for agent in self.agents:
             agent.close()
+        self.residue = [f"{h}: {x}" for h in self.hosts for x in in_host(h)]
         for name in self._task_ns:
             nsutil.remove(name)
         for h in self.hosts:
@@ -190,6 +192,7 @@ def lab_fixture(tmp: Path) -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()
+        assert lab.residue == []
         assert leftovers() == []
 
 
@@ -259,6 +262,17 @@ def dns_query(ns_path: str, server: str, payload: bytes, timeout: float = 3.0) -
 
 
 # ---------------------------------------------------------------------- leftovers
+
+def in_host(ns: str) -> list[str]:
+    """Data-plane links and nft tables left in a host namespace."""
+    links = subprocess.run(["ip", "-n", ns, "-o", "link"], capture_output=True,
+                           text=True).stdout
+    out = [f"link {ln.split()[1]}" for ln in links.splitlines()
+           if ln.split()[1].startswith("swl")]
+    tables = subprocess.run(["nsenter", f"--net={nsutil.path_of(ns)}", "nft", "list",
+                             "tables"], capture_output=True, text=True).stdout
+    return out + [f"nft {t}" for t in tables.splitlines() if "swarmlet" in t]
+
 
 def leftovers() -> list[str]:
     """Namespaces, mounts, links (in this namespace) and nft tables with our prefixes."""
