@@ -10,6 +10,7 @@ serialized by one lock.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -79,6 +80,7 @@ class NetworkAgent:
             for task_id in list(self._tasks):
                 self._step(f"VIPs of {task_id}", self._apply_task_rules, task_id)
             self._step("mesh", self._apply_mesh)
+            self._record()
 
     def attach(self, task: pb.Task, netns_path: str) -> Attached | None:
         if not task.networks:
@@ -107,6 +109,7 @@ class NetworkAgent:
             except _FAILURES as e:
                 self._detach_locked(task.id)
                 raise AttachError(f"VIP table: {e}") from e
+            self._record()
             self._log.info("net.attached", **{"task.id": task.id, "addresses": addresses})
             gateway = names.ip_of(self._network(task.networks[0].network).gateway)
             return Attached(nameservers=[gateway], search=[], addresses=addresses)
@@ -115,6 +118,7 @@ class NetworkAgent:
         with self._lock:
             if task_id in self._tasks:
                 self._detach_locked(task_id)
+                self._record()
                 self._log.info("net.detached", **{"task.id": task_id})
 
     def close(self) -> None:
@@ -127,6 +131,7 @@ class NetworkAgent:
             for net_id in list(self._sandboxes):
                 self._step(f"sandbox {net_id}", self._drop_sandbox, net_id)
             self._dns.close()
+            self._record()
             self._log.info("net.closed")
 
     # ------------------------------------------------------------------ for tests
@@ -234,8 +239,32 @@ class NetworkAgent:
             nsutil.nft_apply(self._host_ns, text)
             self._mesh_ruleset = text
 
+    def _record(self) -> None:
+        """What this node has made, in <state>/made.json: for operators, and for the
+        next start to clean up after a crash."""
+        made = {"sandboxes": sorted(sb.name for sb in self._sandboxes.values()),
+                "ingress_link": names.ingress_host_link(self.node_id)
+                if self._ingress_addr else "",
+                "mesh_table": bool(self._mesh_ruleset),
+                "tasks": sorted(self._tasks)}
+        try:
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_dir / "made.json.tmp"
+            tmp.write_text(json.dumps(made, indent=1) + "\n")
+            tmp.replace(self._state_dir / "made.json")
+        except OSError as e:
+            self._log.warning("net.record_failed", error=str(e))
+
     def _cleanup_leftovers(self) -> None:
-        """Sandboxes and host links a previous run of this node left (a crash)."""
+        """Sandboxes, host links and the mesh table a previous run of this node left (a
+        crash): found by their names and by <state>/made.json."""
+        try:
+            made = json.loads((self._state_dir / "made.json").read_text())
+        except (OSError, ValueError):
+            made = {}
+        if made.get("mesh_table"):
+            self._step("leftover mesh table", nsutil.nft_delete_table, self._host_ns, "ip",
+                       names.MESH_TABLE)
         for name in nsutil.listed(names.sandbox_prefix(self.node_id)):
             p = nsutil.path_of(name)
             self._step(f"leftover {name}", nsutil.netlink, p, _drop_vxlan)
