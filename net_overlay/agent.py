@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class NetworkAgent:
         self._log = log.get("net.agent", **{"node.id": node_id})
         self._cleanup_leftovers()
         self._dns = DnsServer(host_netns, upstreams, dns_timeout_s)
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="net-nft")
 
     # ------------------------------------------------------------------ TaskNetworking
 
@@ -77,8 +79,9 @@ class NetworkAgent:
             for net_id, sb in list(self._sandboxes.items()):
                 self._step(f"endpoints of {net_id}", sb.sync,
                            plan.remotes(a, net_id, self.node_id, self.underlay_ip))
-            for task_id in list(self._tasks):
-                self._step(f"VIPs of {task_id}", self._apply_task_rules, task_id)
+            # one nft run per changed task table: run a few at once (each is a process)
+            list(self._pool.map(lambda t: self._step(f"VIPs of {t}", self._apply_task_rules, t),
+                                list(self._tasks)))
             self._step("mesh", self._apply_mesh)
             self._record()
 
@@ -131,6 +134,7 @@ class NetworkAgent:
             for net_id in list(self._sandboxes):
                 self._step(f"sandbox {net_id}", self._drop_sandbox, net_id)
             self._dns.close()
+            self._pool.shutdown()
             self._record()
             self._log.info("net.closed")
 
@@ -199,7 +203,10 @@ class NetworkAgent:
 
     def _apply_task_rules(self, task_id: str) -> None:
         p = self._tasks[task_id]
-        text = rules.task_ruleset(plan.task_vips(self._a, p.network_ids))
+        vips = plan.task_vips(self._a, p.network_ids)
+        if not vips and not p.ruleset:
+            return  # no VIP to reach: no table at all
+        text = rules.task_ruleset(vips)
         if text != p.ruleset:
             nsutil.nft_apply(p.ns_path, text)
             p.ruleset = text
