@@ -99,9 +99,8 @@ class NetworkAgent:
                     sb = self._sandbox(net)
                     port = names.task_port(task.id, i)
                     plugged.ports.append((net.id, port))
-                    sb.plug(port, names.task_peer_temp(task.id, i), netns_path, f"eth{i}",
-                            att.addresses[0], names.mac_for(att.addresses[0]),
-                            default_route=(i == 0))
+                    sb.plug(port, netns_path, f"eth{i}", att.addresses[0],
+                            names.mac_for(att.addresses[0]), default_route=(i == 0))
                     addresses.append(att.addresses[0])
                 except _FAILURES as e:
                     self._detach_locked(task.id)
@@ -228,8 +227,8 @@ class NetworkAgent:
             self._gc_sandboxes()
         if net is not None:
             sb = self._sandbox(net)
-            sb.plug(names.INGRESS_PEER, names.ingress_peer_temp(self.node_id), self._host_path,
-                    names.ingress_host_link(self.node_id), want, names.mac_for(want))
+            sb.plug(names.INGRESS_PEER, self._host_path, names.ingress_host_link(self.node_id),
+                    want, names.mac_for(want))
             nsutil.sysctl(self._host_ns, "net.ipv4.ip_forward", "1")
             self._ingress_addr, self._ingress_net = want, net.id
             self._log.info("net.ingress_plugged", **{"network.id": net.id, "addr": want})
@@ -263,8 +262,8 @@ class NetworkAgent:
             self._log.warning("net.record_failed", error=str(e))
 
     def _cleanup_leftovers(self) -> None:
-        """Sandboxes, host links and the mesh table a previous run of this node left (a
-        crash): found by their names and by <state>/made.json."""
+        """Sandboxes, the host link and the mesh table a previous run of this node left
+        (a crash): found by their names and by <state>/made.json."""
         try:
             made = json.loads((self._state_dir / "made.json").read_text())
         except (OSError, ValueError):
@@ -281,7 +280,7 @@ class NetworkAgent:
         def drop_host(ip: IPRoute) -> None:
             for link in ip.get_links():
                 n = link.get("ifname") or ""
-                if n in host_links or n.startswith(names.vxlan_temp(self.node_id, "")):
+                if n in host_links:
                     ip.link("del", index=link["index"])
 
         self._step("leftover host links", lambda: nsutil.netlink(self._host_ns, drop_host))

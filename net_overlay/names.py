@@ -28,28 +28,14 @@ def sandbox_prefix(node_id: str) -> str:
     return f"{PREFIX}-sb-{node_id[:6]}-"
 
 
-def vxlan_temp(node_id: str, network_id: str) -> str:
-    """The VXLAN device's name in the host namespace, before it moves into the sandbox."""
-    return f"{PREFIX}x{node_id[:5]}{network_id[:6]}"
-
-
 def ingress_host_link(node_id: str) -> str:
     """The host namespace's end of the veth into the ingress sandbox."""
     return f"{PREFIX}h{node_id[:8]}"
 
 
-def ingress_peer_temp(node_id: str) -> str:
-    return f"{PREFIX}g{node_id[:8]}"
-
-
 def task_port(task_id: str, index: int) -> str:
     """The sandbox end of a task's veth on its index-th network."""
     return f"{PREFIX}t{task_id[:8]}{index}"
-
-
-def task_peer_temp(task_id: str, index: int) -> str:
-    """The task end of that veth before it moves into the task namespace as eth<index>."""
-    return f"{PREFIX}u{task_id[:8]}{index}"
 
 
 def mac_for(address: str) -> str:

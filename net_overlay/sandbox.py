@@ -31,15 +31,6 @@ def _index(ip: IPRoute, ifname: str) -> int | None:
     return found[0] if found else None
 
 
-def _move(ip: IPRoute, ifname: str, target_ns: str) -> None:
-    """Move a link of this namespace into the namespace at target_ns."""
-    fd = nsutil.ns_fd(target_ns)
-    try:
-        ip.link("set", index=_index(ip, ifname), net_ns_fd=fd)
-    finally:
-        os.close(fd)
-
-
 class Sandbox:
     """Made by `ensure`, kept in line by `sync`, gone after `remove`."""
 
@@ -65,8 +56,8 @@ class Sandbox:
         try:
             made = nsutil.netlink(self.path, self._bridge)
             if made:
-                nsutil.netlink(self._host_ns, self._vxlan_in_host)
-                nsutil.netlink(self.path, self._vxlan_in_sandbox)
+                nsutil.netlink(self._host_ns, self._vxlan_from_host)
+                nsutil.netlink(self.path, self._vxlan_on_bridge)
         except NetlinkError as e:
             raise LinkError(f"sandbox {self.name}: {e}") from e
         if made:
@@ -86,20 +77,22 @@ class Sandbox:
         ip.link("set", index=br, state="up")
         return True
 
-    def _vxlan_in_host(self, ip: IPRoute) -> None:
-        tmp = names.vxlan_temp(self._node_id, self.network_id)
-        if _index(ip, tmp) is not None:
-            ip.link("del", index=_index(ip, tmp))
-        ip.link("add", ifname=tmp, kind="vxlan", vxlan_id=self._vni,
-                vxlan_port=names.VXLAN_PORT, vxlan_local=self._underlay,
-                vxlan_learning=0, vxlan_proxy=1, mtu=names.MTU)
-        _move(ip, tmp, self.path)
+    def _vxlan_from_host(self, ip: IPRoute) -> None:
+        """Asked for from the host namespace but created in the sandbox (IFLA_NET_NS_FD,
+        as `ip link add ... netns X`): the device's socket belongs to the namespace the
+        request came from, the device to the sandbox, with no move (a move waits for
+        RCU grace periods, ~20 ms)."""
+        fd = nsutil.ns_fd(self.path)
+        try:
+            ip.link("add", ifname=names.VXLAN, kind="vxlan", vxlan_id=self._vni,
+                    vxlan_port=names.VXLAN_PORT, vxlan_local=self._underlay,
+                    vxlan_learning=0, vxlan_proxy=1, mtu=names.MTU, net_ns_fd=fd)
+        finally:
+            os.close(fd)
 
-    def _vxlan_in_sandbox(self, ip: IPRoute) -> None:
-        tmp = names.vxlan_temp(self._node_id, self.network_id)
-        idx = _index(ip, tmp)
-        ip.link("set", index=idx, ifname=names.VXLAN)
-        ip.link("set", index=idx, master=_index(ip, names.BRIDGE), state="up")
+    def _vxlan_on_bridge(self, ip: IPRoute) -> None:
+        ip.link("set", index=_index(ip, names.VXLAN), master=_index(ip, names.BRIDGE),
+                state="up")
 
     def remove(self) -> None:
         """Delete the VXLAN device first (its socket lives in the host namespace and must
@@ -143,28 +136,37 @@ class Sandbox:
 
     # ------------------------------------------------------------------ ports
 
-    def plug(self, port: str, peer_tmp: str, target_ns: str, target_if: str,
-             address: str, mac: str, default_route: bool = False) -> None:
-        """A veth: `port` on the bridge, the peer moved into target_ns as target_if with
-        the address and MAC, up; with default_route, the namespace's default route goes
-        via this network's gateway."""
+    def plug(self, port: str, target_ns: str, target_if: str, address: str, mac: str,
+             default_route: bool = False) -> None:
+        """A veth: `port` on the bridge, its peer made directly in target_ns as target_if
+        (no move) with the address and MAC, up; with default_route, the namespace's
+        default route goes via this network's gateway."""
+        def clear(ip: IPRoute) -> None:  # what a failed earlier attempt left
+            if _index(ip, target_if) is not None:
+                ip.link("del", index=_index(ip, target_if))
+
         def here(ip: IPRoute) -> None:
             if _index(ip, port) is not None:
                 ip.link("del", index=_index(ip, port))
-            ip.link("add", ifname=port, kind="veth", peer=peer_tmp, mtu=names.MTU)
+            fd = nsutil.ns_fd(target_ns)
+            try:
+                ip.link("add", ifname=port, kind="veth", mtu=names.MTU,
+                        peer={"ifname": target_if, "net_ns_fd": fd})
+            finally:
+                os.close(fd)
             ip.link("set", index=_index(ip, port), master=_index(ip, names.BRIDGE),
                     state="up")
-            _move(ip, peer_tmp, target_ns)
 
         def there(ip: IPRoute) -> None:
-            idx = _index(ip, peer_tmp)
-            ip.link("set", index=idx, ifname=target_if, address=mac, mtu=names.MTU)
+            idx = _index(ip, target_if)
+            ip.link("set", index=idx, address=mac, mtu=names.MTU)
             ip.addr("add", index=idx, address=names.ip_of(address),
                     prefixlen=names.prefix_len(address))
             ip.link("set", index=idx, state="up")
             if default_route:
                 ip.route("replace", dst="0.0.0.0/0", gateway=self.gateway, oif=idx)
 
+        nsutil.netlink(target_ns, clear)
         nsutil.netlink(self.path, here)
         nsutil.netlink(target_ns, there)
 

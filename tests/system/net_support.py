@@ -282,7 +282,7 @@ def leftovers() -> list[str]:
                 if "/run/netns/swt" in line or "/run/netns/swl-sb" in line]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     out += [f"link {ln.split()[1]}" for ln in links.splitlines()
-            if ln.split()[1].startswith(("swt", "swlx", "swlh", "swlg", "swlt", "swlu"))]
+            if ln.split()[1].startswith(("swt", "swlh", "swlt"))]
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     out += [f"nft {t}" for t in tables.splitlines() if "swarmlet" in t]
     return out

@@ -39,8 +39,8 @@ def _a() -> pb.Assignments:
 
 def test_names_fit_linux_limits() -> None:
     node, net, task = "n" * 25, "x" * 25, "t" * 25
-    for link in (names.vxlan_temp(node, net), names.ingress_host_link(node),
-                 names.task_port(task, 3), names.task_peer_temp(task, 3)):
+    assert names.sandbox_ns(node, net) == "swl-sb-nnnnnn-xxxxxx"
+    for link in (names.ingress_host_link(node), names.task_port(task, 3)):
         assert len(link) <= 15 and link.startswith("swl")
     assert names.mac_for("10.0.1.5/24") == "02:42:0a:00:01:05"
 
