@@ -53,7 +53,7 @@ class NetworkAgent:
         self.underlay_ip = underlay_ip
         self._state_dir = Path(state_dir)
         self._host_ns = host_netns
-        # the host namespace by path even when it is our own (links are moved into it)
+        # the host namespace by path even when it is our own (veth peers are made in it)
         self._host_path = host_netns or f"/proc/{os.getpid()}/ns/net"
         self._lock = threading.RLock()
         self._a = pb.Assignments()

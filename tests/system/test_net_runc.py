@@ -13,6 +13,7 @@ from swarmlet.clock import RealClock
 from tests.harness.fake_images import FakeImageStore
 from tests.system.net_support import Lab, Svc, lab_fixture, network, requires_net
 from tests.system.runc_support import leftovers, make_task, requires_runc
+from worker.errors import RejectError
 from worker.runtime.runc import RuncRuntime
 
 pytestmark = [*requires_net, *requires_runc]
@@ -58,4 +59,25 @@ def test_container_resolves_and_reaches_a_service_on_the_other_host(
         rt.remove(task.id)
         rt.close()
     assert lab.agents[0].sandbox(net.id) is None  # unplugged: the sandbox went too
+    assert leftovers(tmp_path / "runtime", [task.id]) == []
+
+
+def test_a_task_that_cannot_be_plugged_in_is_rejected_with_the_reason(
+        lab: Lab, tmp_path: Path) -> None:
+    net = lab.add_network(network("net" + lab.tag + "f" * 18, 4105, "10.31.5.0/24",
+                                  "10.31.5.1", name="front"))
+    box = Svc("svcbox" + lab.tag, "box")
+    model = lab.add_task(0, box, {net.id: "10.31.5.30/24"}, make_ns=False)
+    rt = RuncRuntime(tmp_path / "runtime", RealClock(), FakeImageStore(tmp_path / "images"),
+                     hostname="w1", networking=lab.agents[0])
+    task = make_task("true", tid=model.id)
+    task.MergeFrom(lab.task_pb(model))
+    del task.networks[0].addresses[:]  # the manager allocated none
+    try:
+        with pytest.raises(RejectError, match="^networking: network front: no address"):
+            rt.prepare(task)
+    finally:
+        rt.remove(task.id)
+        rt.close()
+    assert lab.agents[0].sandbox(net.id) is None
     assert leftovers(tmp_path / "runtime", [task.id]) == []

@@ -273,7 +273,7 @@ class RuncRuntime(Runtime):
         try:
             attached = self.networking.attach(task, ns_path)
         except (NetworkError, OSError) as e:
-            raise RejectError(f"network: {e}") from e
+            raise RejectError(f"networking: {e}") from e
         if attached is None:
             return
         lines = [f"nameserver {ns}" for ns in attached.nameservers]
