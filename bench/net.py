@@ -15,6 +15,8 @@ Each pair of figures is measured in --rounds alternating rounds; medians are pri
    mesh (host 2's published port, DNAT to the service's one task on host 1) versus
    straight to that task's ingress address (the same overlay path without the mesh:
    no DNAT, no masquerade). Target: mesh >= 0.8 of direct.
+3. Plumbing: median attach and detach time of 10 tasks on a network whose sandbox
+   exists (veth made in the task netns, address, route, VIP table by `nft -f -`).
 """
 
 from __future__ import annotations
@@ -148,6 +150,30 @@ def mesh(lab: Lab, requests: int, clients: int, rounds: int) -> tuple[float, flo
                      lambda: req_per_s(h2, "10.42.0.10", 80, n, clients))
 
 
+def plumbing(lab: Lab, tasks: int) -> tuple[float, float]:
+    """Median attach and detach times (ms) of tasks joining a network whose sandbox
+    already exists on the node, each task reaching one VIP."""
+    net = lab.add_network(network("benchplb" + lab.tag + "0" * 13, 4202, "10.43.0.0/24",
+                                  "10.43.0.1"))
+    svc = Svc("benchplb" + lab.tag, "plumb", vips={net.id: "10.43.0.2/24"})
+    lab.services.append(svc)
+    made = [lab.add_task(0, svc, {net.id: f"10.43.0.{10 + i}/24"}) for i in range(tasks + 1)]
+    lab.update()
+    agent = lab.agents[0]
+    agent.attach(lab.task_pb(made[0]), made[0].path)  # makes the sandbox
+    attach, detach = [], []
+    for t in made[1:]:
+        t0 = time.perf_counter()
+        agent.attach(lab.task_pb(t), t.path)
+        attach.append(time.perf_counter() - t0)
+    for t in made[1:]:
+        t0 = time.perf_counter()
+        agent.detach(t.id)
+        detach.append(time.perf_counter() - t0)
+    agent.detach(made[0].id)
+    return statistics.median(attach) * 1000, statistics.median(detach) * 1000
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0)
@@ -169,6 +195,8 @@ def main() -> int:
                       f"{direct:6.2f} Gbit/s   ratio {overlay / direct:.2f}  (target >= 0.9)")
             else:
                 print("TCP throughput: skipped (iperf3 not installed)")
+            att, det = plumbing(lab, 10)
+            print(f"plumbing        attach {att:5.1f} ms   detach {det:5.1f} ms  (median of 10)")
             through, direct_rps = mesh(lab, args.requests, args.clients, args.rounds)
             print(f"requests/s      mesh {through:8.0f}   straight to one task "
                   f"{direct_rps:8.0f}   ratio {through / direct_rps:.2f}  (target >= 0.8)")
