@@ -57,6 +57,7 @@ class NetworkAgent:
         self._host_path = host_netns or f"/proc/{os.getpid()}/ns/net"
         self._lock = threading.RLock()
         self._a = pb.Assignments()
+        self._vips: dict[str, list[plan.Vip]] = {}  # network id -> VIPs with backends
         self._sandboxes: dict[str, Sandbox] = {}
         self._tasks: dict[str, _Plugged] = {}
         self._ingress_addr = ""  # the host veth's address while it is plugged
@@ -74,6 +75,7 @@ class NetworkAgent:
             a = pb.Assignments()
             a.CopyFrom(assignments)
             self._a = a
+            self._vips = plan.all_vips(a, plan.serving_index(a))
             self._dns.set_records(build_records(a))
             self._step("ingress", self._sync_ingress)
             for net_id, sb in list(self._sandboxes.items()):
@@ -128,6 +130,7 @@ class NetworkAgent:
             for task_id in list(self._tasks):
                 self._step(f"detach {task_id}", self._detach_locked, task_id)
             self._a = pb.Assignments()
+            self._vips = {}
             self._step("ingress", self._sync_ingress)
             self._step("mesh", self._apply_mesh)
             for net_id in list(self._sandboxes):
@@ -202,7 +205,7 @@ class NetworkAgent:
 
     def _apply_task_rules(self, task_id: str) -> None:
         p = self._tasks[task_id]
-        vips = plan.task_vips(self._a, p.network_ids)
+        vips = plan.task_vips(self._vips, p.network_ids)
         if not vips and not p.ruleset:
             return  # no VIP to reach: no table at all
         text = rules.task_ruleset(vips)

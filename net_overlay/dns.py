@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from net_overlay.names import ip_of
-from net_overlay.plan import serving
+from net_overlay.plan import serving_index
 from swarmlet.api import swarmlet_pb2 as pb
 
 TYPE_A = 1
@@ -151,8 +151,9 @@ def build_records(a: pb.Assignments) -> Records:
     for e in a.endpoints:
         if e.service_id and e.service_name:
             service_name.setdefault(e.service_id, e.service_name.lower())
+    index = serving_index(a)
     for (sid, net), labels in names.items():
-        tasks = serving(a, sid, net)
+        tasks = index.get((sid, net), ())
         main = service_name.get(sid, "")
         vip = vips.get((sid, net))
         for label in labels:

@@ -58,46 +58,55 @@ def remotes(a: pb.Assignments, network_id: str, node_id: str, underlay_ip: str) 
     return out
 
 
-def serving(a: pb.Assignments, service_id: str, network_id: str,
-            node_id: str | None = None) -> tuple[str, ...]:
-    """Addresses of the service's serving tasks on the network (only this node's when
-    node_id is given), sorted for stable rulesets."""
-    return tuple(sorted(
-        {ip_of(e.address) for e in a.endpoints
-         if e.task_id and e.serving and e.service_id == service_id
-         and e.network_id == network_id and e.address
-         and (node_id is None or e.node_id == node_id)},
-        key=_ip_key,
-    ))
+Serving = dict[tuple[str, str], tuple[str, ...]]  # (service id, network id) -> addresses
+
+
+def serving_index(a: pb.Assignments, node_id: str | None = None) -> Serving:
+    """Addresses of each service's serving tasks per network (only this node's tasks
+    when node_id is given), sorted for stable rulesets; built once per update, so the
+    lookups below stay linear in the endpoints."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for e in a.endpoints:
+        if e.task_id and e.serving and e.service_id and e.address and (
+                node_id is None or e.node_id == node_id):
+            found.setdefault((e.service_id, e.network_id), set()).add(ip_of(e.address))
+    return {k: tuple(sorted(v, key=_ip_key)) for k, v in found.items()}
 
 
 def _ip_key(ip: str) -> tuple[int, ...]:
     return tuple(int(x) for x in ip.split("."))
 
 
-def task_vips(a: pb.Assignments, network_ids: set[str]) -> list[Vip]:
-    """The VIPs a task on those networks reaches, each with its backends."""
-    out = []
+def all_vips(a: pb.Assignments, index: Serving) -> dict[str, list[Vip]]:
+    """Per network, the VIPs on it with their backends."""
+    out: dict[str, list[Vip]] = {}
     for s in a.services:
         if s.endpoint_mode == "dnsrr":
             continue
         for v in s.virtual_ips:
-            if v.network_id in network_ids and v.addr:
-                out.append(Vip(ip_of(v.addr), serving(a, s.service_id, v.network_id)))
-    return sorted(set(out))
+            if v.addr:
+                out.setdefault(v.network_id, []).append(
+                    Vip(ip_of(v.addr), index.get((s.service_id, v.network_id), ())))
+    return out
+
+
+def task_vips(vips: dict[str, list[Vip]], network_ids: set[str]) -> list[Vip]:
+    """The VIPs a task on those networks reaches, each with its backends."""
+    return sorted({v for n in network_ids for v in vips.get(n, ())})
 
 
 def mesh_ports(a: pb.Assignments, node_id: str) -> list[MeshPort]:
     """The ports this node publishes: ingress mode to every serving task on the ingress
     network, host mode to this node's serving tasks only."""
     ingress = ingress_network_id(a)
+    every, mine = serving_index(a), serving_index(a, node_id)
     out = []
     for s in a.services:
         for p in s.ports:
             if not p.published_port:
                 continue
             host = p.publish_mode == "host"
-            backends = serving(a, s.service_id, ingress, node_id if host else None)
+            backends = (mine if host else every).get((s.service_id, ingress), ())
             if host and not backends:
                 continue  # mode=host publishes only where the task runs
             out.append(MeshPort(p.protocol or "tcp", p.published_port,

@@ -57,8 +57,9 @@ def test_remotes_are_other_nodes_endpoints_including_ingress_ones() -> None:
 
 def test_vips_and_mesh_ports_use_serving_backends() -> None:
     a = _a()
-    assert plan.task_vips(a, {"n1"}) == [plan.Vip("10.0.1.2", ("10.0.1.5", "10.0.1.6"))]
-    assert plan.task_vips(a, {"other"}) == []
+    vips = plan.all_vips(a, plan.serving_index(a))
+    assert plan.task_vips(vips, {"n1"}) == [plan.Vip("10.0.1.2", ("10.0.1.5", "10.0.1.6"))]
+    assert plan.task_vips(vips, {"other"}) == []
     assert plan.mesh_ports(a, "me") == [
         plan.MeshPort("tcp", 8080, 80, ("10.255.0.5", "10.255.0.6")),
         plan.MeshPort("udp", 5353, 53, ("10.255.0.5",)),  # host mode: this node's only
