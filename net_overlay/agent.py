@@ -102,7 +102,8 @@ class NetworkAgent:
                     port = names.task_port(task.id, i)
                     plugged.ports.append((net.id, port))
                     sb.plug(port, netns_path, f"eth{i}", att.addresses[0],
-                            names.mac_for(att.addresses[0]), default_route=(i == 0))
+                            self._mac(task.id, net.id, att.addresses[0]),
+                            default_route=(i == 0))
                     addresses.append(att.addresses[0])
                 except _FAILURES as e:
                     self._detach_locked(task.id)
@@ -159,6 +160,14 @@ class NetworkAgent:
         if net.vni and net.subnet:
             return net
         return plan.network_by_id(self._a).get(net.id, net)
+
+    def _mac(self, task_id: str, network_id: str, address: str) -> str:
+        """The MAC the manager gave the task's endpoint (what other nodes' FDBs point
+        at), else the same 02:42:<IP> rule it uses."""
+        for e in self._a.endpoints:
+            if e.task_id == task_id and e.network_id == network_id and e.mac:
+                return e.mac
+        return names.mac_for(address)
 
     def _sandbox(self, net: pb.Network) -> Sandbox:
         sb = self._sandboxes.get(net.id)
