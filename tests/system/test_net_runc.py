@@ -9,9 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from net_overlay.agent import NetworkAgent
 from swarmlet.clock import RealClock
+from tests.harness.fake_dispatcher import wait_for
 from tests.harness.fake_images import FakeImageStore
-from tests.system.net_support import Lab, Svc, lab_fixture, network, requires_net
+from tests.system.net_support import (
+    UNDERLAY,
+    Lab,
+    Svc,
+    fetch,
+    lab_fixture,
+    network,
+    requires_net,
+)
 from tests.system.runc_support import leftovers, make_task, requires_runc
 from worker.errors import RejectError
 from worker.runtime.runc import RuncRuntime
@@ -81,3 +91,46 @@ def test_a_task_that_cannot_be_plugged_in_is_rejected_with_the_reason(
         rt.close()
     assert lab.agents[0].sandbox(net.id) is None
     assert leftovers(tmp_path / "runtime", [task.id]) == []
+
+
+def test_an_adopted_container_is_plugged_in_again(lab: Lab, tmp_path: Path) -> None:
+    net = lab.add_network(network("net" + lab.tag + "g" * 18, 4106, "10.31.6.0/24",
+                                  "10.31.6.1"))
+    box = Svc("svcbox" + lab.tag, "box")
+    lab.services.append(box)
+    peer = lab.add_task(1, box, {net.id: "10.31.6.20/24"})
+    model = lab.add_task(0, box, {net.id: "10.31.6.30/24"}, make_ns=False)
+    lab.update()
+    lab.agents[1].attach(lab.task_pb(peer), peer.path)
+    images = FakeImageStore(tmp_path / "images")
+    rt = RuncRuntime(tmp_path / "runtime", RealClock(), images, hostname="w1",
+                     networking=lab.agents[0])
+    task = make_task("sh", "-c", "while true; do echo hi | nc -l -p 7000; done", tid=model.id)
+    task.MergeFrom(lab.task_pb(model))
+    rt.prepare(task)
+    rt.start(task.id)
+    try:
+        wait_for(lambda: _answers(peer.path, "10.31.6.30"), timeout=15)
+        # the daemon exits (its data plane goes, the container keeps running) and a new
+        # one adopts the container
+        rt.close()
+        lab.agents[0].close()
+        assert not _answers(peer.path, "10.31.6.30")
+        lab.agents[0] = NetworkAgent(lab.node_ids[0], UNDERLAY[0], tmp_path / "node1b",
+                                     host_netns=lab.host_paths[0], upstreams=[])
+        lab.agents[0].update(lab.assignments(0))
+        rt = RuncRuntime(tmp_path / "runtime", RealClock(), images, hostname="w1",
+                         networking=lab.agents[0])
+        assert rt.adopt(task.id)
+        wait_for(lambda: _answers(peer.path, "10.31.6.30"), timeout=15)
+    finally:
+        rt.remove(task.id)
+        rt.close()
+    assert leftovers(tmp_path / "runtime", [task.id]) == []
+
+
+def _answers(ns_path: str, addr: str) -> bool:
+    try:
+        return fetch(ns_path, addr, 7000, timeout=1.0) == b"hi\n"
+    except OSError:
+        return False

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from net_overlay.api import TaskNetworking
 from net_overlay.errors import NetworkError
+from swarmlet import log as slog
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import Clock
 from worker import netns
@@ -199,6 +200,7 @@ class RuncRuntime(Runtime):
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._zygote = _Zygote(self._dir / "spawner.log")
+        self._log = slog.get("runtime.runc")
 
     def close(self) -> None:
         """Stop the monitor spawner; containers and their monitors keep running."""
@@ -276,6 +278,10 @@ class RuncRuntime(Runtime):
             raise RejectError(f"networking: {e}") from e
         if attached is None:
             return
+        # what adopt needs to plug the namespace in again after an agent restart
+        plugged = pb.Task(id=task.id, service_id=task.service_id,
+                          service_name=task.service_name, networks=task.networks)
+        (etc.parent / "networks.pb").write_bytes(plugged.SerializeToString())
         lines = [f"nameserver {ns}" for ns in attached.nameservers]
         if attached.search:
             lines.append("search " + " ".join(attached.search))
@@ -407,7 +413,23 @@ class RuncRuntime(Runtime):
             e.exit = _exit_from(rec)
         with self._lock:
             self._entries.setdefault(task_id, e)
+        if e.exit is None and e.pid:
+            self._replug(task_id, d)
         return True
+
+    def _replug(self, task_id: str, d: Path) -> None:
+        """An adopted container that still runs gets its networks back (the previous
+        agent's data plane was closed at its exit, taking the veths along)."""
+        raw = d / "networks.pb"
+        if self.networking is None or not raw.exists():
+            return
+        spec = read_json(d / "spec.json") or {}
+        task = pb.Task.FromString(raw.read_bytes())
+        try:
+            self.networking.attach(task, str(netns.path_of(
+                str(spec.get("netns") or netns.name_for(task_id)))))
+        except (NetworkError, OSError) as e:
+            self._log.warning("runc.replug_failed", error=str(e), **{"task.id": task_id})
 
     def _entry(self, task_id: str) -> _Entry:
         if not self.adopt(task_id):
