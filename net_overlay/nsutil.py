@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
-from pyroute2 import netns as pr_netns
 
 from net_overlay.errors import NamespaceError, RulesetError
 
@@ -45,12 +44,14 @@ def exists(name: str) -> bool:
 def create(name: str) -> str:
     """Make the named namespace (idempotent), loopback up; its path."""
     if not exists(name):
-        try:
-            if os.path.exists(path_of(name)):
-                os.unlink(path_of(name))  # a leftover mount point without a namespace
-            pr_netns.create(name)
-        except OSError as e:
-            raise NamespaceError(f"creating network namespace {name}: {e}") from e
+        # `ip netns add` (fork + exec: safe in a process with threads, unlike a forked
+        # Python child) makes /run/netns a shared mount and pins the namespace there
+        if os.path.exists(path_of(name)):
+            os.unlink(path_of(name))  # a leftover mount point without a namespace
+        r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True,
+                           check=False)
+        if r.returncode != 0:
+            raise NamespaceError(f"creating network namespace {name}: {r.stderr.strip()}")
     p = path_of(name)
     netlink(p, lambda ip: ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up"))
     return p
