@@ -24,7 +24,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from net_overlay import names, nsutil, plan, rules
 from net_overlay.api import Attached
-from net_overlay.dns import build_records
+from net_overlay.dns import build_records, build_scopes
 from net_overlay.dns_server import DnsServer
 from net_overlay.errors import AttachError, NetworkError
 from net_overlay.sandbox import Sandbox
@@ -76,7 +76,7 @@ class NetworkAgent:
             a.CopyFrom(assignments)
             self._a = a
             self._vips = plan.all_vips(a, plan.serving_index(a))
-            self._dns.set_records(build_records(a))
+            self._dns.set_records(build_records(a), build_scopes(a))
             self._step("ingress", self._sync_ingress)
             for net_id, sb in list(self._sandboxes.items()):
                 self._step(f"endpoints of {net_id}", sb.sync,

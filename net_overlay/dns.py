@@ -4,7 +4,8 @@ assignments. Pure: the sockets are in net_overlay.dns_server.
 
 Per network: `<service>` and its aliases -> the service's VIP on that network (vip
 mode) or its serving task addresses (dnsrr); `tasks.<service>` -> the serving task
-addresses. A single-label name (or `tasks.<label>`) that is not in the table is this
+addresses. A query is answered from the network it arrived on, then from the asking
+task's other networks. A single-label name (or `tasks.<label>`) that is not in the table is this
 node's to deny (NXDOMAIN); any other name goes to the upstream resolver.
 """
 
@@ -166,11 +167,30 @@ def build_records(a: pb.Assignments) -> Records:
 FORWARD = "forward"
 
 
-def answer(records: dict[str, tuple[str, ...]], name: str) -> tuple[int, tuple[str, ...]] | str:
-    """(rcode, addresses) for a name on one network, or FORWARD for the upstream."""
+Scopes = dict[tuple[str, str], tuple[str, ...]]  # (network id, task IP) -> its other networks
+
+
+def build_scopes(a: pb.Assignments) -> Scopes:
+    """For each task address, the task's other networks: a task on several networks
+    asks the DNS of its first one only (its resolv.conf), and must still find the
+    services of the others."""
+    nets: dict[str, list[str]] = defaultdict(list)
+    for e in a.endpoints:
+        if e.task_id and e.network_id not in nets[e.task_id]:
+            nets[e.task_id].append(e.network_id)
+    return {(e.network_id, ip_of(e.address)): tuple(n for n in nets[e.task_id]
+                                                    if n != e.network_id)
+            for e in a.endpoints if e.task_id and e.address and len(nets[e.task_id]) > 1}
+
+
+def answer(tables: list[dict[str, tuple[str, ...]]],
+           name: str) -> tuple[int, tuple[str, ...]] | str:
+    """(rcode, addresses) for a name from the first table (network) that has it, or
+    FORWARD for the upstream."""
     name = name.lower().rstrip(".")
-    if name in records:
-        return NOERROR, records[name]
+    for records in tables:
+        if name in records:
+            return NOERROR, records[name]
     local = name[len("tasks."):] if name.startswith("tasks.") else name
     if name and "." not in local:
         return NXDOMAIN, ()

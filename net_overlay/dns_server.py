@@ -62,6 +62,7 @@ class DnsServer:
         self._upstreams = upstreams_from() if upstreams is None else list(upstreams)
         self._timeout = timeout_s
         self._records: dns.Records = {}
+        self._scopes: dns.Scopes = {}
         self._socks: dict[str, socket.socket] = {}  # network id -> socket
         self._sel = selectors.DefaultSelector()
         self._lock = threading.Lock()
@@ -73,8 +74,10 @@ class DnsServer:
         self._thread = threading.Thread(target=self._run, name="net-dns", daemon=True)
         self._thread.start()
 
-    def set_records(self, records: dns.Records) -> None:
-        self._records = records  # replaced whole: readers see the old or the new table
+    def set_records(self, records: dns.Records, scopes: dns.Scopes | None = None) -> None:
+        # each replaced whole: a reader sees the old or the new table
+        self._records = records
+        self._scopes = scopes or {}
 
     def listen(self, network_id: str, ns_path: str, address: str) -> None:
         """Serve the network's queries on address:53 inside the namespace (idempotent)."""
@@ -136,7 +139,7 @@ class DnsServer:
             data, peer = s.recvfrom(4096)
         except OSError:
             return
-        reply = self.reply(network_id, data)
+        reply = self.reply(network_id, data, peer[0])
         if reply is dns.FORWARD:
             self._start_forward(s, data, peer)
         elif isinstance(reply, bytes):
@@ -145,13 +148,15 @@ class DnsServer:
             except OSError as e:
                 self._log.debug("net.dns_send_failed", error=str(e))
 
-    def reply(self, network_id: str, data: bytes) -> bytes | str | None:
-        """The reply to a query that arrived on the network (FORWARD: ask upstream)."""
+    def reply(self, network_id: str, data: bytes, source: str = "") -> bytes | str | None:
+        """The reply to a query from `source` that arrived on the network (FORWARD: ask
+        upstream)."""
         try:
             q = dns.parse_query(data)
         except dns.DnsFormatError:
             return dns.error_response(data, dns.FORMERR)
-        got = dns.answer(self._records.get(network_id, {}), q.name)
+        nets = (network_id, *self._scopes.get((network_id, source), ()))
+        got = dns.answer([self._records.get(n, {}) for n in nets], q.name)
         if got == dns.FORWARD:
             return dns.FORWARD
         assert not isinstance(got, str)

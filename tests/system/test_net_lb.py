@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from net_overlay import dns
 from swarmlet.api import swarmlet_pb2 as pb
 from tests.system.net_support import (
     Lab,
     Svc,
+    dns_query,
     fetch,
     lab_fixture,
     network,
@@ -89,3 +91,22 @@ def test_mesh_answers_on_a_host_without_tasks(lab: Lab) -> None:
     lab.update()
     with pytest.raises(OSError):
         fetch(h1, "192.168.250.2", 8080, timeout=2.0)
+
+
+def test_a_task_on_two_networks_reaches_a_service_of_its_second_one(lab: Lab) -> None:
+    front = lab.add_network(network("fro" + lab.tag + "h" * 18, 4107, "10.31.7.0/24",
+                                    "10.31.7.1"))
+    back = lab.add_network(network("bak" + lab.tag + "i" * 18, 4108, "10.31.8.0/24",
+                                   "10.31.8.1"))
+    api = Svc("svcapi" + lab.tag, "api", vips={back.id: "10.31.8.2/24"})
+    app = Svc("svcapp" + lab.tag, "app", vips={front.id: "10.31.7.2/24"})
+    lab.services += [api, app]
+    backend = lab.add_task(1, api, {back.id: "10.31.8.10/24"})
+    client = lab.add_task(0, app, {front.id: "10.31.7.10/24", back.id: "10.31.8.20/24"})
+    lab.update()
+    lab.attach_all()
+    lab.serve(backend.path, 80, b"api")
+    # the client's resolver is the gateway of its first network
+    reply = dns_query(client.path, "10.31.7.1", dns.encode_query("api"))
+    assert dns.parse_response(reply)[1:] == (dns.NOERROR, ["10.31.8.2"])
+    assert fetch(client.path, "10.31.8.2", 80) == b"api"

@@ -78,11 +78,20 @@ def test_records_per_network() -> None:
 
 
 def test_answers_local_names_deny_unknown_single_labels_forward_the_rest() -> None:
-    recs = dns.build_records(_assignments())["n1"]
-    assert dns.answer(recs, "WEB.") == (dns.NOERROR, ("10.0.1.2",))
-    assert dns.answer(recs, "nosuch") == (dns.NXDOMAIN, ())
-    assert dns.answer(recs, "tasks.nosuch") == (dns.NXDOMAIN, ())
-    assert dns.answer(recs, "www.example.org") == dns.FORWARD
+    recs = dns.build_records(_assignments())
+    assert dns.answer([recs["n1"]], "WEB.") == (dns.NOERROR, ("10.0.1.2",))
+    assert dns.answer([recs["n1"]], "nosuch") == (dns.NXDOMAIN, ())
+    assert dns.answer([recs["n1"]], "tasks.nosuch") == (dns.NXDOMAIN, ())
+    assert dns.answer([recs["n1"]], "www.example.org") == dns.FORWARD
+    assert dns.answer([recs["n2"], recs["n1"]], "db") == (dns.NOERROR, ("10.0.1.8", "10.0.1.9"))
+    assert dns.answer([recs["n2"], recs["n1"]], "web") == (dns.NOERROR, ("10.0.2.2",))
+
+
+def test_scopes_give_a_task_on_several_networks_its_other_networks() -> None:
+    a = _assignments()
+    a.endpoints.append(pb.NetworkEndpoint(network_id="n2", task_id="t1",
+                                          address="10.0.2.9/24", service_id="s1"))
+    assert dns.build_scopes(a) == {("n1", "10.0.1.5"): ("n2",), ("n2", "10.0.2.9"): ("n1",)}
 
 
 def test_upstreams_from_resolv_conf(tmp_path: Path) -> None:
