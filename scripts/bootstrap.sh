@@ -13,6 +13,9 @@ if [ "$(id -u)" = 0 ]; then  # the runc runtime and its tests (busybox rootfs)
   [ -x /bin/busybox ] || apt_missing+=(busybox-static)
   # a real registry on 127.0.0.1 for the image-pull system tests (started by the tests)
   command -v docker-registry >/dev/null || apt_missing+=(docker-registry)
+  # overlay networking (VIPs, routing mesh) and its bench
+  command -v nft >/dev/null || apt_missing+=(nftables)
+  command -v iperf3 >/dev/null || apt_missing+=(iperf3)
 fi
 if [ ${#apt_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -66,6 +66,7 @@ class NodeDaemon:
         self.manager: Any = None
         self.agent: Any = None
         self.images: Any = None  # worker.images.ImageStore of this node
+        self.networking: Any = None  # net_overlay.agent.NetworkAgent (runc runtime only)
         self._local: grpc.Server | None = None
         self._leaving = False
         self._stopping = False
@@ -160,9 +161,12 @@ class NodeDaemon:
         # runc gets this node's store (insecure registries included) when it can run here;
         # otherwise make_runtime says why not
         runc_ok = resolve_runtime(self.cfg.runtime) == "runc" and not runc_usable()
+        if runc_ok:
+            self.networking = self._network_agent(state / "network")
         runtime = make_runtime(self.cfg.runtime, state / "runtime", self.clock,
                                hostname=self.cfg.hostname,
-                               images=self.images if runc_ok else None)
+                               images=self.images if runc_ok else None,
+                               networking=self.networking)
         self.log.info("daemon.runtime", runtime=runtime.name, configured=self.cfg.runtime)
         self.agent = Agent(
             state_dir=state,
@@ -174,9 +178,21 @@ class NodeDaemon:
             clock=self.clock,
             node_id=self.cfg.node_id,
             on_leave=self._removed,
+            networking=self.networking,
         )
         self.agent.on_role_change = self._role_changed
         self.agent.start()
+
+    def _network_agent(self, state: Path) -> Any:
+        """The overlay data plane for container tasks; None (logged) when it cannot run."""
+        from net_overlay.agent import NetworkAgent
+        from net_overlay.errors import NetworkError
+
+        try:
+            return NetworkAgent(self.cfg.node_id, self.cfg.advertise_ip, state)
+        except (NetworkError, OSError) as e:
+            self.log.error("daemon.networking_unavailable", error=str(e))
+            return None
 
     # ------------------------------------------------------------------ role changes
 
@@ -372,6 +388,11 @@ class NodeDaemon:
             self._stopping = True
         if self.agent is not None and not erase:
             self.agent.stop()
+        if self.networking is not None:
+            try:
+                self.networking.close()
+            except Exception:  # noqa: BLE001 (the daemon still has to exit)
+                self.log.exception("daemon.networking_close_failed")
         if self.manager is not None:
             self.manager.stop()
         if self._local is not None:

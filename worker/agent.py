@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from net_overlay.api import TaskNetworking
 from swarmlet import log as slog
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import Clock
@@ -68,12 +69,14 @@ class Agent:
         rng: random.Random | None = None,
         backoff: Backoff | None = None,
         status_interval_s: float = 0.05,
+        networking: TaskNetworking | None = None,
     ) -> None:
         if not managers:
             raise WorkerError("agent: no manager addresses given")
         self.state_dir = Path(state_dir)
         self.node_id = node_id
         self.runtime = runtime
+        self.networking = networking  # overlay data plane (container runtimes only)
         self._managers = list(dict.fromkeys(managers))
         self._initial_managers = list(self._managers)
         self._factory = credentials_factory
@@ -313,6 +316,12 @@ class Agent:
         self._last_seq = a.sequence
         if self._leaving:
             return
+        if self.networking is not None:
+            # first: a task about to stop leaves the load-balancing maps before it stops
+            try:
+                self.networking.update(a)
+            except Exception:  # noqa: BLE001 (networking must never stop the agent)
+                self._log.exception("agent.networking_update_failed", sequence=a.sequence)
         self._driver.apply(a.tasks, a.secrets, a.configs)
 
     def _disconnected(self, reason: str, leader: str) -> None:

@@ -177,6 +177,39 @@ def test_stale_assignments_are_ignored(env: Env) -> None:
     assert agent.task_statuses()["t1"].state == S.RUNNING
 
 
+class RecordingNetworking:
+    """A TaskNetworking that records updates (with the tasks the runtime knew then) and
+    fails on the first, as a broken data plane would."""
+
+    def __init__(self, stub: StubRuntime) -> None:
+        self.stub = stub
+        self.seen: list[tuple[list[str], int]] = []  # (task ids, runtime starts so far)
+
+    def update(self, a: pb.Assignments) -> None:
+        self.seen.append(([t.id for t in a.tasks], self.stub.count("start")))
+        if len(self.seen) == 1:
+            raise RuntimeError("data plane broken")
+
+    def attach(self, task: pb.Task, netns_path: str) -> None:
+        return None
+
+    def detach(self, task_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def test_networking_sees_assignments_before_tasks_change_and_cannot_crash_the_agent(
+        env: Env) -> None:
+    stub = StubRuntime(RealClock())
+    net = RecordingNetworking(stub)
+    env.agent(runtime=stub, networking=net)
+    env.fd.assign([task("n1")], sequence=1)  # the update fails: the task still runs
+    wait_for(state_is(env, "n1", S.RUNNING))
+    env.fd.assign([task("n1"), task("n2")], sequence=2)
+    wait_for(state_is(env, "n2", S.RUNNING))
+    assert net.seen == [(["n1"], 0), (["n1", "n2"], 1)]  # each before the driver acted
+
+
 # ---------------------------------------------------------------------- reconnects
 
 

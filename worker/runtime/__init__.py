@@ -66,12 +66,14 @@ def make_runtime(
     *,
     hostname: str | None = None,
     images: Any = None,
+    networking: Any = None,
 ) -> Runtime:
     """The runtime called `name` (or "auto"), keeping its per-task state under `state_dir`.
 
     `hostname` is the node's hostname as tasks see it (SWARMLET_NODE_HOSTNAME). The runc
     runtime takes its images from `images` (default: worker.images.ImageStore under
-    `state_dir/../images`) and keeps named volumes under `state_dir/../volumes`."""
+    `state_dir/../images`) and keeps named volumes under `state_dir/../volumes`; it plugs
+    tasks into overlay networks through `networking` (a net_overlay TaskNetworking)."""
     name = resolve_runtime(name)
     if name == "process":
         return ProcessRuntime(state_dir, clock, hostname=hostname)
@@ -86,5 +88,5 @@ def make_runtime(
         if images is None:
             store_cls = importlib.import_module("worker.images").ImageStore
             images = store_cls(Path(state_dir).parent / "images")
-        return RuncRuntime(state_dir, clock, images, hostname=hostname)
+        return RuncRuntime(state_dir, clock, images, hostname=hostname, networking=networking)
     raise WorkerError(f"unknown runtime {name!r} (known: {', '.join(NAMES)}, {AUTO})")

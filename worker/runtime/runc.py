@@ -12,7 +12,9 @@ Per task, under `<state_dir>/<task id>/`:
   monitor.json (monitor pid), started.json, exit.json, runc.log
 runc's own state lives in `<state_dir>/runc` (`runc --root`), so several nodes can share
 one machine. The container joins a network namespace prepared per task
-(worker.netns, `swl-<id12>`), and its cgroup is `/swarmlet/<task id>`.
+(worker.netns, `swl-<id12>`), and its cgroup is `/swarmlet/<task id>`. With overlay
+networking (`networking`, a net_overlay TaskNetworking) prepare plugs that namespace
+into the task's networks and writes resolv.conf/hosts from the answer; remove unplugs it.
 
 A small monitor process per container (worker/runtime/runc_monitor.py, forked in its own
 session by a per-runtime spawner, so that no container start pays for a Python start)
@@ -37,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from net_overlay.api import TaskNetworking
+from net_overlay.errors import NetworkError
+from swarmlet import log as slog
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import Clock
 from worker import netns
@@ -179,8 +184,11 @@ class RuncRuntime(Runtime):
         volumes_dir: Path | None = None,
         runc_bin: str = "runc",
         log_max_bytes: int = 10 * MiB,
+        networking: TaskNetworking | None = None,
     ) -> None:
         self._dir = Path(state_dir)
+        # plugs task namespaces into their overlay networks (None: loopback only)
+        self.networking = networking
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._root = self._dir / "runc"
         self._clock = clock
@@ -192,6 +200,7 @@ class RuncRuntime(Runtime):
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._zygote = _Zygote(self._dir / "spawner.log")
+        self._log = slog.get("runtime.runc")
 
     def close(self) -> None:
         """Stop the monitor spawner; containers and their monitors keep running."""
@@ -245,6 +254,7 @@ class RuncRuntime(Runtime):
         mounts = self._mounts(c, d, hostname) + self._file_mounts(task, d, files)
         ns = netns.name_for(task.id)
         ns_path = netns.create(ns)
+        self._attach(task, str(ns_path), d / "etc", hostname)
         inputs = oci.BundleInputs(
             args=args, env=env, cwd=cwd, user=user, hostname=hostname,
             netns_path=str(ns_path), cgroups_path=self.cgroups_path(task.id),
@@ -256,6 +266,29 @@ class RuncRuntime(Runtime):
             {"stop_signal": c.stop_signal or "SIGTERM", "netns": ns, "image": c.image,
              "cgroups_path": self.cgroups_path(task.id)},
         )
+
+    def _attach(self, task: pb.Task, ns_path: str, etc: Path, hostname: str) -> None:
+        """Plug the task's namespace into its networks; its resolv.conf names the node's
+        DNS and its hosts file its own address."""
+        if self.networking is None or not task.networks:
+            return
+        try:
+            attached = self.networking.attach(task, ns_path)
+        except (NetworkError, OSError) as e:
+            raise RejectError(f"networking: {e}") from e
+        if attached is None:
+            return
+        # what adopt needs to plug the namespace in again after an agent restart
+        plugged = pb.Task(id=task.id, service_id=task.service_id,
+                          service_name=task.service_name, networks=task.networks)
+        (etc.parent / "networks.pb").write_bytes(plugged.SerializeToString())
+        lines = [f"nameserver {ns}" for ns in attached.nameservers]
+        if attached.search:
+            lines.append("search " + " ".join(attached.search))
+        lines.append("options ndots:0")
+        (etc / "resolv.conf").write_text("\n".join(lines) + "\n")
+        own = "".join(f"{a.split('/')[0]}\t{hostname}\n" for a in attached.addresses)
+        (etc / "hosts").write_text(oci.hosts_file(hostname) + own)
 
     def _swarmlet_env(self, task: pb.Task) -> dict[str, str]:
         return {
@@ -380,7 +413,23 @@ class RuncRuntime(Runtime):
             e.exit = _exit_from(rec)
         with self._lock:
             self._entries.setdefault(task_id, e)
+        if e.exit is None and e.pid:
+            self._replug(task_id, d)
         return True
+
+    def _replug(self, task_id: str, d: Path) -> None:
+        """An adopted container that still runs gets its networks back (the previous
+        agent's data plane was closed at its exit, taking the veths along)."""
+        raw = d / "networks.pb"
+        if self.networking is None or not raw.exists():
+            return
+        spec = read_json(d / "spec.json") or {}
+        task = pb.Task.FromString(raw.read_bytes())
+        try:
+            self.networking.attach(task, str(netns.path_of(
+                str(spec.get("netns") or netns.name_for(task_id)))))
+        except (NetworkError, OSError) as e:
+            self._log.warning("runc.replug_failed", error=str(e), **{"task.id": task_id})
 
     def _entry(self, task_id: str) -> _Entry:
         if not self.adopt(task_id):
@@ -507,6 +556,8 @@ class RuncRuntime(Runtime):
             raise RuntimeFailure(f"runc delete: {r.stderr.strip()}")
         unmount(d / "bundle" / "rootfs")
         unmount(d / "files")
+        if self.networking is not None:
+            self.networking.detach(task_id)
         netns.remove(str(spec.get("netns") or netns.name_for(task_id)))
         for cg in cgroup_dirs(self.cgroups_path(task_id)):
             with contextlib.suppress(FileNotFoundError):
