@@ -19,9 +19,11 @@ import grpc
 from manager.auth import manager_only
 from manager.ca_server import CAService
 from manager.control import ControlService
+from manager.control_networks import ingress_spec
 from manager.dispatcher import Dispatcher
 from manager.errors import ManagerError, NotLeader
 from manager.forward import ForwardingControl, LeaderLink, forward_issue
+from manager.ipam import allocate_network
 from manager.leader import LeaderLoop
 from manager.logs import LogBroker
 from manager.proposer import Proposer
@@ -244,9 +246,28 @@ class Manager:
                 self._log.error("manager.bootstrap_failed", error=str(e))
                 return
         if self._leading:
+            self._ensure_ingress()
+        if self._leading:
             self.ready.set()
             self.dispatcher.start()
             self.leader_loop.start()
+
+    def _ensure_ingress(self) -> None:
+        """Every cluster has an ingress network: made with the cluster at `swarm init`
+        (right after the bootstrap commands), and by the leader of an older cluster."""
+        if self.store.cluster is None or self.store.ingress_network() is not None:
+            return
+        assert self.proposer is not None
+        with self.store.lock:
+            net = allocate_network(ingress_spec(), list(self.store.networks.values()), new_id())
+        try:
+            result = self.proposer.propose([pb.Command(create_network=net)])[0]
+        except ManagerError as e:
+            self._log.error("manager.ingress_failed", error=str(e))
+            return
+        if result.ok:
+            self._log.info("manager.ingress_created", **{"network.id": net.id,
+                                                         "network.subnet": net.subnet})
 
     def _on_events(self, events: list[Event]) -> None:
         if self._leading:
