@@ -14,6 +14,23 @@ from manager.store import Store, is_live
 from swarmlet.api import swarmlet_pb2 as pb
 
 
+def service_spec(name: str, replicas: int = 1, networks: Sequence[str] = (),
+                 ports: Sequence[tuple[int, int, str]] = (), mode: str = "vip"
+                 ) -> pb.ServiceSpec:
+    """A busybox service spec on `networks` publishing (published, target, mode) `ports`."""
+    spec = pb.ServiceSpec()
+    spec.annotations.name = name
+    spec.task_template.container.image = "busybox"
+    spec.mode.replicated.replicas = replicas
+    spec.endpoint_spec.mode = mode
+    for n in networks:
+        spec.task_template.networks.add(target=n)
+    for published, target, publish_mode in ports:
+        spec.endpoint_spec.ports.add(published_port=published, target_port=target,
+                                     protocol="tcp", publish_mode=publish_mode or "ingress")
+    return spec
+
+
 class StoreBuilder:
     def __init__(self, now: float = 1000.0) -> None:
         self.store = Store()
@@ -147,17 +164,9 @@ class StoreBuilder:
         endpoint allocated as the control API does."""
         from manager.endpoints import allocate_endpoint, resolve_networks
 
-        spec = pb.ServiceSpec()
-        spec.annotations.name = name
-        spec.task_template.container.image = "busybox"
-        spec.mode.replicated.replicas = replicas
-        spec.endpoint_spec.mode = mode
-        for n in networks:
-            spec.task_template.networks.add(target=n)
-        for published, target in ports:
-            spec.endpoint_spec.ports.add(published_port=published, target_port=target,
-                                         protocol="tcp",
-                                         publish_mode="host" if host_ports else "ingress")
+        publish_mode = "host" if host_ports else "ingress"
+        spec = service_spec(name, replicas, networks,
+                            [(p, t, publish_mode) for p, t in ports], mode)
         resolve_networks(self.store, spec)
         svc = pb.Service(id=f"svc-{name}", spec=spec)
         svc.endpoint.CopyFrom(allocate_endpoint(self.store, svc.id, spec))
