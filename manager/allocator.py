@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from manager.allocator_networks import attach_networks, node_ingress, stale_endpoints
+from manager.allocator_networks import PassPools, attach_networks, node_ingress, stale_endpoints
 from manager.store import Store, is_live
 from scheduler import NodeInfo, TaskRequest, schedule
 from swarmlet.api import swarmlet_pb2 as pb
@@ -106,12 +106,13 @@ def allocate(store: Store, now: float, strategy: str = "binpack", seed: int = 0)
             continue
         ready.append(t)
     out.commands.extend(stale_endpoints(store))
-    out.commands.extend(node_ingress(store))
+    pools = PassPools(store)
+    out.commands.extend(node_ingress(store, pools))
     if not ready:
         return out
     ready.sort(key=lambda t: (t.service_id, t.slot, t.id))
     by_id = {t.id: t for t in ready}
-    step = attach_networks(store, ready)
+    step = attach_networks(store, ready, pools)
     out.commands.extend(step.commands)
     for tid, reason in step.pending.items():
         cmd = _pending(by_id[tid], reason)

@@ -58,22 +58,36 @@ def _attachments(store: Store, pools: Pools, task: pb.Task, svc: pb.Service | No
     return out
 
 
-def attach_networks(store: Store, tasks: list[pb.Task]) -> NetworkStep:
+class PassPools:
+    """The address pools of one allocator pass, built from the store when first needed
+    and shared by every step of the pass (so no two steps hand out one address)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pools: Pools | None = None
+
+    def get(self) -> Pools:
+        if self._pools is None:
+            s = self._store
+            self._pools = Pools(s.networks, used_addresses(s.tasks.values(),
+                                                           s.services.values(),
+                                                           s.nodes.values()))
+        return self._pools
+
+
+def attach_networks(store: Store, tasks: list[pb.Task], pools: PassPools) -> NetworkStep:
     """Split `tasks` (unassigned, wanted, in a stable order) into those that may be
     scheduled now and those that get their attachments (or a pending reason) first."""
     step = NetworkStep()
     ingress = store.ingress_network()
-    pools: Pools | None = None
     for t in tasks:
         svc = store.services.get(t.service_id)
         wanted = [] if t.networks else _wanted(t, svc, ingress)
         if not wanted:
             step.schedulable.append(t)
             continue
-        if pools is None:
-            pools = _all_pools(store)
         try:
-            atts = _attachments(store, pools, t, svc, wanted)
+            atts = _attachments(store, pools.get(), t, svc, wanted)
         except NetworkFull as e:
             step.pending[t.id] = str(e)
             continue
@@ -85,12 +99,7 @@ def attach_networks(store: Store, tasks: list[pb.Task]) -> NetworkStep:
     return step
 
 
-def _all_pools(store: Store) -> Pools:
-    return Pools(store.networks, used_addresses(store.tasks.values(), store.services.values(),
-                                                store.nodes.values()))
-
-
-def node_ingress(store: Store) -> list[pb.Command]:
+def node_ingress(store: Store, pools: PassPools) -> list[pb.Command]:
     """SetNodeIngress for READY nodes without one, once any service publishes a port."""
     ingress = store.ingress_network()
     if ingress is None or not any(_publishes(s) for s in store.services.values()):
@@ -99,7 +108,7 @@ def node_ingress(store: Store) -> list[pb.Command]:
                if n.status.state == pb.READY and not n.HasField("ingress")]
     if not missing:
         return []
-    pool = _all_pools(store).pool(ingress.id)
+    pool = pools.get().pool(ingress.id)
     out = []
     for n in sorted(missing, key=lambda n: n.id):
         try:
