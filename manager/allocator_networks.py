@@ -126,6 +126,8 @@ def stale_endpoints(store: Store) -> list[pb.Command]:
     back without the control API's allocation): reallocated, with the version read."""
     out = []
     for svc in store.services.values():
+        if any(a.target not in store.networks for a in svc.spec.task_template.networks):
+            continue  # names a network that does not exist (a spec recorded before networks)
         if endpoint_is_current(store, svc):
             continue
         new = pb.Service()

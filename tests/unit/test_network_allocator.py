@@ -103,3 +103,21 @@ def test_stale_endpoint_is_reallocated() -> None:
     assert list(cmds[0].update_service.endpoint.virtual_ips) == []
     b.apply(cmds)
     assert allocate(b.store, b.now).commands == []
+
+
+def test_spec_naming_a_missing_network_leaves_tasks_pending() -> None:
+    """Stack deploys before networks existed recorded network names in the task specs."""
+    b = StoreBuilder()
+    b.node("n1")
+    spec = pb.ServiceSpec()
+    spec.annotations.name = "old"
+    spec.mode.replicated.replicas = 1
+    spec.task_template.networks.add(target="shop_default")
+    svc = pb.Service(id="svc-old", spec=spec)
+    snap = pb.StoreSnapshot.FromString(b.store.snapshot())
+    snap.services.append(svc)  # as an older store holds it (the store refuses it now)
+    b.store.restore(snap.SerializeToString())
+    _tasks(b, svc, 1)
+    b.apply(allocate(b.store, b.now).commands)
+    task = b.task("old.1")
+    assert (task.status.state, task.status.err) == (pb.PENDING, "network shop_default not found")
