@@ -65,7 +65,9 @@ def _vip_networks(store: Store, spec: pb.ServiceSpec) -> list[str]:
     if any(p.publish_mode != "host" for p in spec.endpoint_spec.ports):
         ingress = store.ingress_network()
         if ingress is None:
-            raise Conflict("the ingress network does not exist yet; try again shortly")
+            raise Conflict("the cluster has no ingress network (it was removed); ports can be "
+                           "published in ingress mode again once a newly started leader "
+                           "has made it (or use mode=host)")
         ids.append(ingress.id)
     return ids
 

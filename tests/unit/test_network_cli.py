@@ -109,3 +109,14 @@ def test_service_update_network_add_and_rm(cluster: Cluster) -> None:
     result = swarm(data_dir, "service", "update", "--network-rm", "nope", "web")
     assert (result.exit_code, result.stderr) == (
         1, "Error: network-rm: the service is not attached to network nope\n")
+
+
+def test_service_inspect_shows_the_endpoint(cluster: Cluster) -> None:
+    data_dir, fake = cluster
+    svc = fake.add_service("web")
+    svc.endpoint.virtual_ips.add(network_id="n1", addr="10.0.1.2/24")
+    svc.endpoint.ports.add(published_port=8080, target_port=80, protocol="tcp",
+                           publish_mode="ingress")
+    shown = json.loads(swarm(data_dir, "service", "inspect", "web").output)[0]
+    assert shown["endpoint"]["virtualIps"] == [{"networkId": "n1", "addr": "10.0.1.2/24"}]
+    assert shown["endpoint"]["ports"][0]["publishedPort"] == 8080
