@@ -25,6 +25,7 @@ from swarmlet.errors import Conflict, SpecError
 from swarmlet.pki import new_id
 
 DRIVERS = ("overlay",)
+INGRESS_SUBNET = "10.255.0.0/16"
 
 
 def checked_network_spec(spec: pb.NetworkSpec) -> pb.NetworkSpec:
@@ -39,10 +40,20 @@ def checked_network_spec(spec: pb.NetworkSpec) -> pb.NetworkSpec:
     return out
 
 
-def ingress_spec() -> pb.NetworkSpec:
-    spec = pb.NetworkSpec(driver="overlay", ingress=True)
+def ingress_spec(subnet: str = INGRESS_SUBNET) -> pb.NetworkSpec:
+    spec = pb.NetworkSpec(driver="overlay", ingress=True, subnet=subnet)
     spec.annotations.name = "ingress"
     return spec
+
+
+def new_ingress(networks: list[pb.Network], net_id: str) -> pb.Network:
+    """The cluster's ingress network: 10.255.0.0/16 (every task of a publishing service
+    and every node holds an address on it, more than a /24 can hold), or a /24 of the pool
+    where a network overlaps that already."""
+    try:
+        return allocate_network(ingress_spec(), networks, net_id)
+    except Conflict:
+        return allocate_network(ingress_spec(""), networks, net_id)
 
 
 class NetworksControl:

@@ -19,11 +19,10 @@ import grpc
 from manager.auth import manager_only
 from manager.ca_server import CAService
 from manager.control import ControlService
-from manager.control_networks import ingress_spec
+from manager.control_networks import new_ingress
 from manager.dispatcher import Dispatcher
 from manager.errors import ManagerError, NotLeader
 from manager.forward import ForwardingControl, LeaderLink, forward_issue
-from manager.ipam import allocate_network
 from manager.leader import LeaderLoop
 from manager.logs import LogBroker
 from manager.proposer import Proposer
@@ -259,7 +258,7 @@ class Manager:
             return
         assert self.proposer is not None
         with self.store.lock:
-            net = allocate_network(ingress_spec(), list(self.store.networks.values()), new_id())
+            net = new_ingress(list(self.store.networks.values()), new_id())
         try:
             result = self.proposer.propose([pb.Command(create_network=net)])[0]
         except ManagerError as e:

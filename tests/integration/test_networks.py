@@ -91,7 +91,7 @@ def _tasks(client: ControlClient, service: str) -> list[pb.Task]:
 def test_service_on_network_and_what_a_worker_receives(cluster: LocalCluster) -> None:
     c = cluster
     nets = {n["name"]: n for n in c.json("network", "ls")}
-    assert nets["ingress"]["subnet"] == "10.0.0.0/24"
+    assert nets["ingress"]["subnet"] == "10.255.0.0/16"
     c.swarm("network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "front")
     c.swarm("service", "create", "--detach", "--name", "web", "--replicas", "2", "--network",
             "name=front,alias=www", "-p", "8080:80", "--constraint", "node.hostname!=probe",
@@ -105,7 +105,7 @@ def test_service_on_network_and_what_a_worker_receives(cluster: LocalCluster) ->
     front = client.get_network("front")
     vips = {v.network_id: v.addr for v in web.endpoint.virtual_ips}
     ingress_id = next(n.id for n in client.list_networks() if n.spec.ingress)
-    assert vips[front.id] == "10.0.9.2/24" and vips[ingress_id].startswith("10.0.0.")
+    assert vips[front.id] == "10.0.9.2/24" and vips[ingress_id].startswith("10.255.")
     assert [(p.published_port, p.target_port) for p in web.endpoint.ports] == [(8080, 80)]
     web_tasks = _tasks(client, "web")
     addrs = {t.id: {a.network.id: a.addresses[0] for a in t.networks} for t in web_tasks}

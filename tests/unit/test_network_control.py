@@ -9,8 +9,7 @@ import grpc
 import pytest
 
 from manager.control import ControlService
-from manager.control_networks import ingress_spec
-from manager.ipam import allocate_network
+from manager.control_networks import new_ingress
 from manager.store import Store
 from swarmlet.api import swarmlet_pb2 as pb
 from tests.harness.direct_control import Aborted, DirectProposer, call
@@ -22,7 +21,7 @@ def control() -> ControlService:
     store = Store()
     store.apply_batch(pb.CommandBatch(commands=[
         pb.Command(put_cluster=pb.Cluster(id="c1", raft_secret="s")),
-        pb.Command(create_network=allocate_network(ingress_spec(), [], "ingress0")),
+        pb.Command(create_network=new_ingress([], "ingress0")),
     ]))
     return ControlService(store, DirectProposer(store), lambda: None, lambda _n: None)  # type: ignore[arg-type]
 
@@ -40,12 +39,13 @@ def create(control: ControlService, spec: pb.ServiceSpec) -> pb.Service:
 
 def test_ingress_and_pool_carving(control: ControlService) -> None:
     ingress = control._store.ingress_network()
-    assert ingress is not None and ingress.subnet == "10.0.0.0/24" and ingress.vni == 4096
+    assert ingress is not None and ingress.subnet == "10.255.0.0/16" and ingress.vni == 4096
     web = net(control, "web_net")
     assert (web.subnet, web.gateway, web.vni, web.spec.driver) == (
-        "10.0.1.0/24", "10.0.1.1", 4097, "overlay")
+        "10.0.0.0/24", "10.0.0.1", 4097, "overlay")
+    assert net(control, "next").subnet == "10.0.1.0/24"
     listed = call(control, "ListNetworks", pb.Empty()).networks
-    assert [n.spec.annotations.name for n in listed] == ["ingress", "web_net"]
+    assert [n.spec.annotations.name for n in listed] == ["ingress", "next", "web_net"]
     assert call(control, "GetNetwork", pb.IdRequest(id=web.id[:6])).network == web
 
 
@@ -75,7 +75,7 @@ BAD_NETWORKS = [
 @pytest.mark.parametrize(("args", "code", "message"), BAD_NETWORKS)
 def test_bad_networks(control: ControlService, args: dict[str, str], code: grpc.StatusCode,
                       message: str) -> None:
-    net(control, "web_net")
+    net(control, "web_net", "10.0.1.0/24")
     before = control._store.digest()
     with pytest.raises(Aborted) as e:
         net(control, **args)
@@ -89,7 +89,7 @@ def test_service_networks_vips_and_ports(control: ControlService) -> None:
     assert [a.target for a in svc.spec.task_template.networks] == [web_net.id]
     ep = svc.endpoint
     assert [(v.network_id, v.addr) for v in ep.virtual_ips] == [
-        (web_net.id, "10.0.1.2/24"), ("ingress0", "10.0.0.2/24")]
+        (web_net.id, "10.0.0.2/24"), ("ingress0", "10.255.0.2/16")]
     assert [(p.published_port, p.target_port) for p in ep.ports] == [(8080, 80), (30000, 443)]
     assert [p.published_port for p in ep.spec.ports] == [8080, 30000]
     # an update keeps what still fits; dropping the network releases its VIP
@@ -99,11 +99,11 @@ def test_service_networks_vips_and_ports(control: ControlService) -> None:
     new = call(control, "UpdateService", pb.UpdateServiceRequest(
         id=svc.id, spec=spec, version=svc.meta.version)).service
     assert [(v.network_id, v.addr) for v in new.endpoint.virtual_ips] == [
-        ("ingress0", "10.0.0.2/24")]
+        ("ingress0", "10.255.0.2/16")]
     assert [p.published_port for p in new.endpoint.ports] == [8080, 30000]
     call(control, "RemoveService", pb.IdRequest(id="web"))
     again = create(control, service_spec("api", 1, ("web_net",), ((0, 80, ""),)))
-    assert again.endpoint.virtual_ips[0].addr == "10.0.1.2/24"  # released, handed out again
+    assert again.endpoint.virtual_ips[0].addr == "10.0.0.2/24"  # released, handed out again
     assert again.endpoint.ports[0].published_port == 30000
 
 
