@@ -36,11 +36,13 @@ def underlay_ip(addr: str) -> str:
     return addr
 
 
-def _digest(messages: Iterable[pb.NetworkEndpoint | pb.ServiceBinding]) -> bytes:
-    h = hashlib.blake2b(digest_size=12)
-    for m in messages:
-        h.update(m.SerializeToString(deterministic=True))
-    return h.digest()
+def _task_endpoints(t: pb.Task, node_addr: str) -> list[pb.NetworkEndpoint]:
+    serving = t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING
+    return [pb.NetworkEndpoint(
+        network_id=att.network.id, task_id=t.id, node_addr=node_addr, address=addr,
+        mac=mac_of(addr), service_name=t.service_name, aliases=att.aliases,
+        service_id=t.service_id, node_id=t.node_id, serving=serving)
+        for att in t.networks for addr in att.addresses]
 
 
 def _hosted(task: pb.Task) -> bool:
@@ -48,20 +50,51 @@ def _hosted(task: pb.Task) -> bool:
         not is_terminal(task.status.state)
 
 
+_ASSIGNMENTS_TAG = bytes([(2 << 3) | 2])  # ManagerMessage.assignments: field 2, length-delimited
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _blob(endpoints: Iterable[pb.NetworkEndpoint] = (),
+          services: Iterable[pb.ServiceBinding] = ()) -> bytes:
+    """Serialized Assignments holding only these endpoints/bindings: such pieces
+    concatenate into one message (repeated fields append), so each table is serialized
+    once per change and a node's message is assembled from bytes, not message copies."""
+    return bytes(pb.Assignments(endpoints=endpoints, services=services).SerializeToString())
+
+
 @dataclass
 class NodeNetworking:
     networks: list[pb.Network] = field(default_factory=list)
-    endpoints: list[pb.NetworkEndpoint] = field(default_factory=list)
-    services: list[pb.ServiceBinding] = field(default_factory=list)
+    blob: bytes = b""  # the node's endpoints and service bindings, serialized
     ingress: pb.NetworkAttachment | None = None
     fingerprint: tuple[object, ...] = ()
 
-    def fill(self, out: pb.Assignments) -> None:
+    def message(self, out: pb.Assignments) -> bytes:
+        """The serialized ManagerMessage carrying `out` (tasks, secrets, configs) with this
+        network state added: `out` serialized, then the blob (repeated fields append)."""
         out.networks.extend(self.networks)
-        out.endpoints.extend(self.endpoints)
-        out.services.extend(self.services)
         if self.ingress is not None:
             out.ingress.CopyFrom(self.ingress)
+        inner = bytes(out.SerializeToString()) + self.blob
+        return _ASSIGNMENTS_TAG + _varint(len(inner)) + inner
+
+    @property
+    def sent(self) -> bool:
+        """Whether the node gets any network state at all."""
+        return bool(self.networks or self.blob or self.ingress is not None)
+
+
+# task id -> (the task object, its node's address, its endpoints): tasks are replaced,
+# never mutated, so an entry holds while the store still has that very object
+EndpointCache = dict[str, tuple[pb.Task, str, list[pb.NetworkEndpoint]]]
 
 
 @dataclass
@@ -70,6 +103,7 @@ class NetworkTables:
     ingress_id: str = ""
     endpoints: dict[str, list[pb.NetworkEndpoint]] = field(default_factory=dict)
     node_ingress: dict[str, pb.NetworkEndpoint] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)  # network/node/service id -> bytes
     bindings: dict[str, pb.ServiceBinding] = field(default_factory=dict)
     vip_services: dict[str, list[str]] = field(default_factory=dict)  # network -> services
     ingress_services: list[str] = field(default_factory=list)
@@ -77,9 +111,14 @@ class NetworkTables:
     digests: dict[str, bytes] = field(default_factory=dict)  # network or service id -> digest
 
     @classmethod
-    def build(cls, store: Store, task_ids: Iterable[str]) -> NetworkTables:
-        """From the store, under its lock; `task_ids`: the tasks that have attachments."""
+    def build(cls, store: Store, task_ids: Iterable[str],
+              cache: EndpointCache | None = None) -> NetworkTables:
+        """From the store, under its lock; `task_ids`: the tasks that have attachments;
+        `cache` (kept by the caller between builds) spares rebuilding unchanged tasks'
+        endpoints, and is left holding exactly the tasks of this build."""
         out = cls()
+        old = cache.copy() if cache is not None else {}
+        fresh: EndpointCache = {}
         with store.lock:
             out.networks = dict(store.networks)
             ingress = store.ingress_network()
@@ -87,8 +126,16 @@ class NetworkTables:
             nodes = store.nodes
             for tid in task_ids:
                 t = store.tasks.get(tid)
-                if t is not None and t.networks and _hosted(t):
-                    out._add_task(t, nodes)
+                if t is None or not t.networks or not _hosted(t):
+                    continue
+                node = nodes.get(t.node_id)
+                node_addr = underlay_ip(node.status.addr) if node is not None else ""
+                hit = old.get(tid)
+                eps = hit[2] if hit is not None and hit[0] is t and hit[1] == node_addr \
+                    else _task_endpoints(t, node_addr)
+                fresh[tid] = (t, node_addr, eps)
+                for e in eps:
+                    out.endpoints.setdefault(e.network_id, []).append(e)
             for n in nodes.values():
                 if n.HasField("ingress") and n.ingress.addresses:
                     out.node_ingress[n.id] = pb.NetworkEndpoint(
@@ -97,27 +144,22 @@ class NetworkTables:
                         mac=mac_of(n.ingress.addresses[0]), serving=False)
             for svc in store.services.values():
                 out._add_service(svc)
-        for eps in out.endpoints.values():
-            eps.sort(key=lambda e: (e.address, e.task_id))
-        for nid, eps in out.endpoints.items():
-            out.digests[nid] = _digest(eps)
-        out.digests[out.ingress_id + "/nodes"] = _digest(
-            out.node_ingress[k] for k in sorted(out.node_ingress))
-        for sid, b in out.bindings.items():
-            out.digests[sid] = _digest([b])
+        if cache is not None:
+            cache.clear()
+            cache.update(fresh)
+        out._serialize()
         return out
 
-    def _add_task(self, t: pb.Task, nodes: dict[str, pb.Node]) -> None:
-        node = nodes.get(t.node_id)
-        node_addr = underlay_ip(node.status.addr) if node is not None else ""
-        serving = t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING
-        for att in t.networks:
-            for addr in att.addresses:
-                self.endpoints.setdefault(att.network.id, []).append(pb.NetworkEndpoint(
-                    network_id=att.network.id, task_id=t.id, node_addr=node_addr,
-                    address=addr, mac=mac_of(addr), service_name=t.service_name,
-                    aliases=att.aliases, service_id=t.service_id, node_id=t.node_id,
-                    serving=serving))
+    def _serialize(self) -> None:
+        for nid, eps in self.endpoints.items():
+            eps.sort(key=lambda e: (e.address, e.task_id))
+            self.blobs[nid] = _blob(eps)
+        for node_id, e in self.node_ingress.items():
+            self.blobs[node_id] = _blob([e])
+        for sid, b in self.bindings.items():
+            self.blobs[sid] = _blob(services=[b])
+        for key, blob in self.blobs.items():
+            self.digests[key] = hashlib.blake2b(blob, digest_size=12).digest()
 
     def _add_service(self, svc: pb.Service) -> None:
         ep = svc.endpoint
@@ -146,17 +188,15 @@ class NetworkTables:
         ordered = sorted(n for n in nets if n in self.networks)
         svc_ids: set[str] = set(self.ingress_services)
         svc_ids.update(t.service_id for t in tasks if t.service_id in self.host_services)
+        keys: list[str] = []
         for nid in ordered:
             out.networks.append(self.networks[nid])
-            out.endpoints.extend(self.endpoints.get(nid, ()))
+            keys.append(nid)
             svc_ids.update(self.vip_services.get(nid, ()))
             if nid == self.ingress_id:
-                out.endpoints.extend(e for k, e in sorted(self.node_ingress.items())
-                                     if k != node_id)
-        services = sorted(svc_ids & self.bindings.keys())
-        out.services = [self.bindings[s] for s in services]
-        keys = [*ordered, *(self.ingress_id + "/nodes" for n in ordered if n == self.ingress_id),
-                *services]
+                keys.extend(k for k in sorted(self.node_ingress) if k != node_id)
+        keys.extend(sorted(svc_ids & self.bindings.keys()))
+        out.blob = b"".join(self.blobs.get(k, b"") for k in keys)
         own = tuple(out.ingress.addresses) if out.ingress is not None else ()
         out.fingerprint = (tuple((k, self.digests.get(k)) for k in keys), own)
         return out

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from manager.auth import peer_identity
-from manager.dispatch_networks import NetworkTables
+from manager.dispatch_networks import EndpointCache, NetworkTables
 from manager.errors import ManagerError
 from manager.proposer import Proposer
 from manager.secretbox import delivery
@@ -59,6 +59,21 @@ class _Session:
         self.q.put(None)
 
 
+def _serialize(msg: pb.ManagerMessage | bytes) -> bytes:
+    return msg if isinstance(msg, bytes) else bytes(msg.SerializeToString())
+
+
+def add_to_server(dispatcher: Dispatcher, server: grpc.Server) -> None:
+    """Register Session like the generated code does, except that the stream may also
+    yield ManagerMessages already serialized: a node's Assignments are assembled from
+    bytes (the shared network tables are serialized once per change), never parsed back."""
+    handler = grpc.stream_stream_rpc_method_handler(
+        dispatcher.Session, request_deserializer=pb.WorkerMessage.FromString,
+        response_serializer=_serialize)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("swarmlet.Dispatcher", {"Session": handler}),))
+
+
 class Dispatcher(pbg.DispatcherServicer):
     def __init__(
         self,
@@ -84,6 +99,7 @@ class Dispatcher(pbg.DispatcherServicer):
         self._net_tasks: set[str] = set()  # tasks with attachments
         self._net_gen = 0
         self._tables: tuple[int, NetworkTables] | None = None
+        self._endpoint_cache: EndpointCache = {}
         self._tables_lock = threading.Lock()
         self._net_lock = threading.Lock()  # guards _net_tasks
         self._lock = threading.Lock()
@@ -192,9 +208,12 @@ class Dispatcher(pbg.DispatcherServicer):
         """The shared tables of the current change, built by the first session to ask."""
         with self._tables_lock:
             with self._net_lock:
-                gen, ids = self._net_gen, list(self._net_tasks)
+                gen = self._net_gen
+                stale = self._tables is None or self._tables[0] != gen
+                ids = list(self._net_tasks) if stale else []
             if self._tables is None or self._tables[0] != gen:
-                self._tables = (gen, NetworkTables.build(self._store, ids))
+                self._tables = (gen, NetworkTables.build(self._store, ids,
+                                                         self._endpoint_cache))
             return self._tables[1]
 
     # ------------------------------------------------------------------ heartbeats
@@ -254,7 +273,7 @@ class Dispatcher(pbg.DispatcherServicer):
 
     def Session(  # noqa: N802 (gRPC method name)
         self, request_iterator: Iterator[pb.WorkerMessage], context: grpc.ServicerContext
-    ) -> Iterator[pb.ManagerMessage]:
+    ) -> Iterator[pb.ManagerMessage | bytes]:
         ident = peer_identity(context, self._store)
         if not self._active.is_set() or not self._is_leader():
             hint = self.leader_hint()
@@ -322,7 +341,7 @@ class Dispatcher(pbg.DispatcherServicer):
 
     def _pump(
         self, sess: _Session, context: grpc.ServicerContext
-    ) -> Iterator[pb.ManagerMessage]:
+    ) -> Iterator[pb.ManagerMessage | bytes]:
         while context.is_active() and self._active.is_set():
             try:
                 item = sess.q.get(timeout=self.period)
@@ -339,7 +358,9 @@ class Dispatcher(pbg.DispatcherServicer):
             else:
                 yield item
 
-    def _assignments(self, sess: _Session) -> pb.ManagerMessage | None:
+    def _assignments(self, sess: _Session) -> bytes | None:
+        """The node's Assignments as a serialized ManagerMessage (see `add_to_server`),
+        or None when nothing it was sent has changed."""
         tasks = [
             t
             for t in self._store.tasks_on_node(sess.node_id)
@@ -353,7 +374,7 @@ class Dispatcher(pbg.DispatcherServicer):
             tuple(sorted({r.config_id for t in tasks for r in t.spec.container.configs})),
             net.fingerprint,
         )
-        sess.networked = bool(net.networks or net.services or net.ingress is not None)
+        sess.networked = net.sent
         if fingerprint == sess.last:
             return None
         # only the secrets/configs this node's tasks use, secrets decrypted
@@ -367,8 +388,7 @@ class Dispatcher(pbg.DispatcherServicer):
         sess.sequence += 1
         out = pb.Assignments(sequence=sess.sequence, tasks=tasks, secrets=secrets,
                              configs=configs)
-        net.fill(out)
-        return pb.ManagerMessage(assignments=out)
+        return net.message(out)
 
     def _read(self, sess: _Session, it: Iterator[pb.WorkerMessage]) -> None:
         try:

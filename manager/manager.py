@@ -21,6 +21,7 @@ from manager.ca_server import CAService
 from manager.control import ControlService
 from manager.control_networks import new_ingress
 from manager.dispatcher import Dispatcher
+from manager.dispatcher import add_to_server as add_dispatcher
 from manager.errors import ManagerError, NotLeader
 from manager.forward import ForwardingControl, LeaderLink, forward_issue
 from manager.leader import LeaderLoop
@@ -131,7 +132,7 @@ class Manager:
             futures.ThreadPoolExecutor(max_workers=cfg.max_sessions + 32),
             options=[("grpc.so_reuseport", 0)],
         )
-        pbg.add_DispatcherServicer_to_server(self.dispatcher, main)
+        add_dispatcher(self.dispatcher, main)
         pbg.add_ControlServicer_to_server(manager_only(self.control, self.store), main)  # type: ignore[arg-type]
         main.add_secure_port(cfg.listen_addr, creds)
         join = grpc.server(futures.ThreadPoolExecutor(max_workers=8),

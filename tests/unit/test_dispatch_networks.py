@@ -55,8 +55,8 @@ def _dispatcher(b: StoreBuilder) -> tuple[Dispatcher, dict[str, _Session]]:
 
 
 def _push(d: Dispatcher, sess: _Session) -> pb.Assignments | None:
-    msg = d._assignments(sess)
-    return msg.assignments if msg is not None else None
+    raw = d._assignments(sess)
+    return pb.ManagerMessage.FromString(raw).assignments if raw is not None else None
 
 
 def _run_all(b: StoreBuilder) -> None:
@@ -140,9 +140,9 @@ def test_tables_are_built_once_per_change(cluster: StoreBuilder,
     builds: list[Any] = []
     real = dispatch_networks.NetworkTables.build.__func__  # type: ignore[attr-defined]
 
-    def counting(cls: Any, store: Any, ids: Any) -> Any:
+    def counting(cls: Any, store: Any, ids: Any, cache: Any = None) -> Any:
         builds.append(1)
-        return real(cls, store, ids)
+        return real(cls, store, ids, cache)
 
     monkeypatch.setattr(dispatch_networks.NetworkTables, "build", classmethod(counting))
     for s in sessions.values():
