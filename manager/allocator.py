@@ -1,9 +1,11 @@
 """Allocation and placement step of the leader loop: unassigned tasks -> ASSIGNED or PENDING.
 
-Pure given (store, now): builds the scheduler's value types from the store, calls
-`scheduler.schedule`, and turns the result into store commands -- AssignTask for
-placements, SetTaskPending with the scheduler's reason for the rest. Tasks still inside
-their restart delay are held PENDING with that reason and a wake-up time.
+Pure given (store, now). Network allocation comes first (`allocator_networks`: task
+attachments, node ingress endpoints, stale service endpoints); then it builds the
+scheduler's value types from the store, calls `scheduler.schedule`, and turns the
+result into store commands -- AssignTask for placements, SetTaskPending with the
+scheduler's reason for the rest. Tasks still inside their restart delay are held
+PENDING with that reason and a wake-up time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from manager.allocator_networks import PassPools, attach_networks, node_ingress, stale_endpoints
 from manager.store import Store, is_live
 from scheduler import NodeInfo, TaskRequest, schedule
 from swarmlet.api import swarmlet_pb2 as pb
@@ -102,10 +105,22 @@ def allocate(store: Store, now: float, strategy: str = "binpack", seed: int = 0)
             out.wake_at = t.not_before if out.wake_at is None else min(out.wake_at, t.not_before)
             continue
         ready.append(t)
+    out.commands.extend(stale_endpoints(store))
+    pools = PassPools(store)
+    out.commands.extend(node_ingress(store, pools))
     if not ready:
         return out
     ready.sort(key=lambda t: (t.service_id, t.slot, t.id))
     by_id = {t.id: t for t in ready}
+    step = attach_networks(store, ready, pools)
+    out.commands.extend(step.commands)
+    for tid, reason in step.pending.items():
+        cmd = _pending(by_id[tid], reason)
+        if cmd is not None:
+            out.commands.append(cmd)
+    ready = step.schedulable
+    if not ready:
+        return out
     result = schedule(_node_infos(store), [_request(t) for t in ready], strategy, seed)
     for p in result.placements:
         out.commands.append(

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import grpc
 
+from manager.control_networks import NetworksControl
 from manager.control_secrets import SecretsControl
+from manager.endpoints import check_capacity
 from manager.errors import ManagerError, NotLeader, ProposalTimeout, Rejected
 from manager.lookup import resolve_node, resolve_service
 from manager.orchestrator import matches_placement
@@ -72,7 +74,7 @@ def _caller_waits(context: Any) -> bool:
     return (active is None or bool(active())) and (left is None or left > 0.1)
 
 
-class ControlService(SecretsControl, pbg.ControlServicer):
+class ControlService(SecretsControl, NetworksControl, pbg.ControlServicer):
     def __init__(
         self,
         store: Store,
@@ -122,6 +124,7 @@ class ControlService(SecretsControl, pbg.ControlServicer):
         if self._store.service_by_name(name) is not None:
             raise Conflict(f"service {name} already exists")
         svc = pb.Service(id=new_id(), spec=spec)
+        self.prepare_networking(svc)
         self._commit(pb.Command(create_service=svc), f"service {name} already exists")
         return pb.ServiceResponse(service=self._store.services[svc.id])
 
@@ -133,6 +136,7 @@ class ControlService(SecretsControl, pbg.ControlServicer):
         new = pb.Service()
         new.CopyFrom(old)
         new.spec.CopyFrom(spec)
+        self.prepare_networking(new, old)
         if new.spec != old.spec:
             new.ClearField("update_status")  # a new update starts, as in Swarm
             new.ClearField("previous_spec")  # the store keeps the spec being replaced
@@ -149,6 +153,7 @@ class ControlService(SecretsControl, pbg.ControlServicer):
                 name = old.spec.annotations.name
                 raise Conflict(f"service {name} has no previous spec to roll back to")
             new = rolled_back(old, "manually requested rollback")
+            self.prepare_networking(new, old)
             return pb.Command(update_service=new, expected_version=old.meta.version)
 
         sid = self._versioned(context, build, "service")
@@ -167,6 +172,7 @@ class ControlService(SecretsControl, pbg.ControlServicer):
             new = pb.Service()
             new.CopyFrom(old)
             new.spec.mode.replicated.replicas = request.replicas
+            check_capacity(self._store, old.id, new.spec)
             return pb.Command(update_service=new, expected_version=old.meta.version)
 
         sid = self._versioned(context, build, "service")

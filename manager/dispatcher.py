@@ -1,7 +1,8 @@
 """Dispatcher (leader only): one long-lived session stream per worker.
 
-It pushes each node the full set of its tasks with their desired states whenever that
-set changes, receives batched status updates and heartbeats, and marks a node DOWN
+It pushes each node the full set of its tasks with their desired states, and the network
+tables it needs (`dispatch_networks`: built once per change, shared by every session),
+whenever either changes, receives batched status updates and heartbeats, and marks a node DOWN
 after `misses` heartbeat periods without word from it. Heartbeats stay in memory (as in
 SwarmKit); only state changes go through Raft.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import grpc
 
 from manager.auth import peer_identity
+from manager.dispatch_networks import EndpointCache, NetworkTables
 from manager.errors import ManagerError
 from manager.heartbeats import silent_nodes
 from manager.proposer import Proposer
@@ -41,6 +43,7 @@ class _Session:
         self.lock = threading.Lock()
         self.sequence = 0
         self.last: tuple[object, ...] | None = None
+        self.networked = False  # the last push carried networks, endpoints or bindings
         self.closed = threading.Event()
 
     def mark(self) -> None:
@@ -58,6 +61,21 @@ class _Session:
 
 
 CPU_SLOTS = 4
+
+
+def _serialize(msg: pb.ManagerMessage | bytes) -> bytes:
+    return msg if isinstance(msg, bytes) else bytes(msg.SerializeToString())
+
+
+def add_to_server(dispatcher: Dispatcher, server: grpc.Server) -> None:
+    """Register Session like the generated code does, except that the stream may also
+    yield ManagerMessages already serialized: a node's Assignments are assembled from
+    bytes (the shared network tables are serialized once per change), never parsed back."""
+    handler = grpc.stream_stream_rpc_method_handler(
+        dispatcher.Session, request_deserializer=pb.WorkerMessage.FromString,
+        response_serializer=_serialize)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("swarmlet.Dispatcher", {"Session": handler}),))
 
 
 class Dispatcher(pbg.DispatcherServicer):
@@ -81,6 +99,13 @@ class Dispatcher(pbg.DispatcherServicer):
         self._sessions: dict[str, _Session] = {}
         self._seen: dict[str, float] = {}
         self._task_node: dict[str, str] = {}
+        # network tables: rebuilt (once, lazily) after a change that can affect them
+        self._net_tasks: set[str] = set()  # tasks with attachments
+        self._net_gen = 0
+        self._tables: tuple[int, NetworkTables] | None = None
+        self._endpoint_cache: EndpointCache = {}
+        self._tables_lock = threading.Lock()
+        self._net_lock = threading.Lock()  # guards _net_tasks
         self._lock = threading.Lock()
         self._active = threading.Event()
         self._halt = threading.Event()
@@ -105,6 +130,7 @@ class Dispatcher(pbg.DispatcherServicer):
         self._started_at = self._clock.monotonic() + self.period * self.misses
         with self._lock:
             self._seen.clear()
+        self._reset_networks()
         self._active.set()
         self._halt.clear()
         self._monitor = threading.Thread(target=self._watch, name="hb-monitor", daemon=True)
@@ -137,14 +163,35 @@ class Dispatcher(pbg.DispatcherServicer):
 
     # ------------------------------------------------------------------ store events
 
+    def _reset_networks(self) -> None:
+        with self._store.lock:
+            ids = {t.id for t in self._store.tasks.values() if t.networks}
+        with self._net_lock:
+            self._net_tasks = ids
+            self._net_gen += 1
+
     def on_events(self, events: list[Event]) -> None:
         touched: set[str] = set()
+        everyone = networked = False
         for e in events:
             if e.kind == "node" and e.op == "update":
                 self._maybe_role_change(e.id)
-            if e.kind != "task" or e.op == "progress":
-                continue  # progress reports never change a node's task set
+            if e.kind in ("service", "network") or e.op == "restore":
+                everyone = True  # bindings, or the ingress network, may reach every node
+            elif e.kind == "node":
+                networked = True  # node addresses / ingress endpoints
+            if e.kind != "task":
+                continue
             task = self._store.tasks.get(e.id)
+            if (task is not None and task.networks) or e.id in self._net_tasks:
+                networked = True  # endpoints changed (serving too: progress counts)
+                with self._net_lock:
+                    if task is not None and task.networks:
+                        self._net_tasks.add(e.id)
+                    else:
+                        self._net_tasks.discard(e.id)
+            if e.op == "progress":
+                continue  # progress reports never change a node's task set
             old = self._task_node.get(e.id)
             if task is not None and task.node_id:
                 self._task_node[e.id] = task.node_id
@@ -153,12 +200,30 @@ class Dispatcher(pbg.DispatcherServicer):
                 self._task_node.pop(e.id, None)
             if old:
                 touched.add(old)
-        if not touched:
+        if any(e.op == "restore" for e in events):
+            self._reset_networks()
+        elif everyone or networked:
+            with self._net_lock:
+                self._net_gen += 1
+        if not (touched or everyone or networked):
             return
         with self._lock:
-            targets = [self._sessions[n] for n in touched if n in self._sessions]
+            targets = [s for n, s in self._sessions.items()
+                       if n in touched or everyone or (networked and s.networked)]
         for s in targets:
             s.mark()
+
+    def _network_tables(self) -> NetworkTables:
+        """The shared tables of the current change, built by the first session to ask."""
+        with self._tables_lock:
+            with self._net_lock:
+                gen = self._net_gen
+                stale = self._tables is None or self._tables[0] != gen
+                ids = list(self._net_tasks) if stale else []
+            if self._tables is None or self._tables[0] != gen:
+                self._tables = (gen, NetworkTables.build(self._store, ids,
+                                                         self._endpoint_cache))
+            return self._tables[1]
 
     # ------------------------------------------------------------------ heartbeats
 
@@ -217,7 +282,7 @@ class Dispatcher(pbg.DispatcherServicer):
 
     def Session(  # noqa: N802 (gRPC method name)
         self, request_iterator: Iterator[pb.WorkerMessage], context: grpc.ServicerContext
-    ) -> Iterator[pb.ManagerMessage]:
+    ) -> Iterator[pb.ManagerMessage | bytes]:
         ident = peer_identity(context, self._store)
         if not self._active.is_set() or not self._is_leader():
             hint = self.leader_hint()
@@ -285,7 +350,7 @@ class Dispatcher(pbg.DispatcherServicer):
 
     def _pump(
         self, sess: _Session, context: grpc.ServicerContext
-    ) -> Iterator[pb.ManagerMessage]:
+    ) -> Iterator[pb.ManagerMessage | bytes]:
         while context.is_active() and self._active.is_set():
             try:
                 item = sess.q.get(timeout=self.period)
@@ -303,18 +368,23 @@ class Dispatcher(pbg.DispatcherServicer):
             else:
                 yield item
 
-    def _assignments(self, sess: _Session) -> pb.ManagerMessage | None:
+    def _assignments(self, sess: _Session) -> bytes | None:
+        """The node's Assignments as a serialized ManagerMessage (see `add_to_server`),
+        or None when nothing it was sent has changed."""
         tasks = [
             t
             for t in self._store.tasks_on_node(sess.node_id)
             if t.status.state >= ASSIGNED and not is_terminal(t.status.state)
         ]
         tasks.sort(key=lambda t: t.id)
+        net = self._network_tables().for_node(self._store.nodes.get(sess.node_id), tasks)
         fingerprint = (
             tuple((t.id, t.desired_state) for t in tasks),
             tuple(sorted({r.secret_id for t in tasks for r in t.spec.container.secrets})),
             tuple(sorted({r.config_id for t in tasks for r in t.spec.container.configs})),
+            net.fingerprint,
         )
+        sess.networked = net.sent
         if fingerprint == sess.last:
             return None
         # only the secrets/configs this node's tasks use, secrets decrypted
@@ -326,11 +396,9 @@ class Dispatcher(pbg.DispatcherServicer):
                               **{"node.id": sess.node_id})
         sess.last = fingerprint
         sess.sequence += 1
-        return pb.ManagerMessage(
-            assignments=pb.Assignments(
-                sequence=sess.sequence, tasks=tasks, secrets=secrets, configs=configs
-            )
-        )
+        out = pb.Assignments(sequence=sess.sequence, tasks=tasks, secrets=secrets,
+                             configs=configs)
+        return net.message(out)
 
     def _read(self, sess: _Session, it: Iterator[pb.WorkerMessage]) -> None:
         try:

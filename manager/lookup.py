@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from manager.store import Store
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.errors import NotFound, SpecError
+
+T = TypeVar("T")
 
 
 def _by_prefix(kind: str, ref: str, ids: list[str]) -> str:
@@ -16,16 +21,26 @@ def _by_prefix(kind: str, ref: str, ids: list[str]) -> str:
     raise NotFound(f"{kind} {ref} not found")
 
 
-def resolve_service(store: Store, ref: str) -> pb.Service:
+def resolve_named(store: Store, kind: str, ref: str, table: dict[str, T],
+                  by_name: Callable[[str], T | None]) -> T:
+    """An object of `table` by id, name (`by_name`) or unique id prefix."""
     if not ref:
-        raise SpecError("service", "a service name or id is required")
+        raise SpecError(kind, f"a {kind} name or id is required")
     with store.lock:
-        if ref in store.services:
-            return store.services[ref]
-        svc = store.service_by_name(ref)
-        if svc is not None:
-            return svc
-        return store.services[_by_prefix("service", ref, list(store.services))]
+        if ref in table:
+            return table[ref]
+        found = by_name(ref)
+        if found is not None:
+            return found
+        return table[_by_prefix(kind, ref, list(table))]
+
+
+def resolve_service(store: Store, ref: str) -> pb.Service:
+    return resolve_named(store, "service", ref, store.services, store.service_by_name)
+
+
+def resolve_network(store: Store, ref: str) -> pb.Network:
+    return resolve_named(store, "network", ref, store.networks, store.network_by_name)
 
 
 def resolve_node(store: Store, ref: str) -> pb.Node:

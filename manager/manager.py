@@ -20,7 +20,9 @@ from manager import recovery
 from manager.auth import manager_only
 from manager.ca_server import CAService
 from manager.control import ControlService
+from manager.control_networks import new_ingress
 from manager.dispatcher import Dispatcher
+from manager.dispatcher import add_to_server as add_dispatcher
 from manager.errors import ManagerError, NotLeader
 from manager.forward import ForwardingControl, LeaderLink, forward_issue
 from manager.leader import LeaderLoop
@@ -133,7 +135,7 @@ class Manager:
             futures.ThreadPoolExecutor(max_workers=cfg.max_sessions + 32),
             options=[("grpc.so_reuseport", 0)],
         )
-        pbg.add_DispatcherServicer_to_server(self.dispatcher, main)
+        add_dispatcher(self.dispatcher, main)
         pbg.add_ControlServicer_to_server(manager_only(self.control, self.store), main)  # type: ignore[arg-type]
         main.add_secure_port(cfg.listen_addr, creds)
         join = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
@@ -250,9 +252,28 @@ class Manager:
             self.raft.compact()  # force-new-cluster: the recovered state into Raft's snapshot
             self._recovered = False
         if self._leading:
+            self._ensure_ingress()
+        if self._leading:
             self.ready.set()
             self.dispatcher.start()
             self.leader_loop.start()
+
+    def _ensure_ingress(self) -> None:
+        """Every cluster has an ingress network: made with the cluster at `swarm init`
+        (right after the bootstrap commands), and by the leader of an older cluster."""
+        if self.store.cluster is None or self.store.ingress_network() is not None:
+            return
+        assert self.proposer is not None
+        with self.store.lock:
+            net = new_ingress(list(self.store.networks.values()), new_id())
+        try:
+            result = self.proposer.propose([pb.Command(create_network=net)])[0]
+        except ManagerError as e:
+            self._log.error("manager.ingress_failed", error=str(e))
+            return
+        if result.ok:
+            self._log.info("manager.ingress_created", **{"network.id": net.id,
+                                                         "network.subnet": net.subnet})
 
     def _on_events(self, events: list[Event]) -> None:
         if self._leading:

@@ -19,28 +19,18 @@ Two live tasks of the same version, or three, are never accepted (no double plac
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from manager.errors import Rejected
+from manager.events import Event, Listener
+from manager.store_networks import NetworkStore
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.states import RUNNING, is_terminal
 
+__all__ = ["Event", "Listener", "Store", "is_live"]
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One object changed: kind is service|task|node|cluster|secret|config; op is
-    create|update|remove, or for task status reports "progress" (still running or on its
-    way) or "ended"."""
-
-    kind: str
-    id: str
-    op: str
-
-
-Listener = Callable[[list[Event]], None]
-M = TypeVar("M", pb.Service, pb.Task, pb.Node, pb.Cluster, pb.Secret, pb.Config)
+M = TypeVar("M", pb.Service, pb.Task, pb.Node, pb.Cluster, pb.Secret, pb.Config, pb.Network)
 
 
 def _copy(msg: M) -> M:
@@ -54,8 +44,8 @@ def is_live(task: pb.Task) -> bool:
     return task.desired_state <= RUNNING and not is_terminal(task.status.state)
 
 
-class Store:
-    """Services, tasks, nodes and the cluster object, with secondary indexes."""
+class Store(NetworkStore):
+    """Services, tasks, nodes, networks and the cluster object, with secondary indexes."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -66,7 +56,10 @@ class Store:
         self.tasks: dict[str, pb.Task] = {}
         self.secrets: dict[str, pb.Secret] = {}  # data encrypted (manager.secretbox)
         self.configs: dict[str, pb.Config] = {}
-        self._object_names: dict[str, dict[str, str]] = {"secret": {}, "config": {}}
+        self.networks: dict[str, pb.Network] = {}
+        self._object_names: dict[str, dict[str, str]] = {"secret": {}, "config": {},
+                                                         "network": {}}
+        self._holders: dict[tuple[str, str], str] = {}  # (network id, ip) -> kind:id
         self._names: dict[str, str] = {}
         self._by_service: dict[str, set[str]] = {}
         self._by_node: dict[str, set[str]] = {}
@@ -167,7 +160,7 @@ class Store:
 
     @staticmethod
     def _stamp(
-        obj: pb.Service | pb.Task | pb.Node | pb.Cluster | pb.Secret | pb.Config,
+        obj: pb.Service | pb.Task | pb.Node | pb.Cluster | pb.Secret | pb.Config | pb.Network,
         now: float,
         new: bool,
     ) -> None:
@@ -186,9 +179,11 @@ class Store:
             raise Rejected(f"service id {svc.id} exists")
         if name in self._names:
             raise Rejected(f"service {name} already exists")
+        self._check_service_endpoint(svc)
         new = _copy(svc)
         self._stamp(new, now, True)
         new.spec_version = 1
+        self._reindex("service", None, new)
         self.services[new.id] = new
         self._names[name] = new.id
         return [Event("service", new.id, "create")]
@@ -201,6 +196,9 @@ class Store:
         name, old_name = svc.spec.annotations.name, old.spec.annotations.name
         if name != old_name and name in self._names:
             raise Rejected(f"service {name} already exists")
+        if svc.endpoint != old.endpoint or svc.spec.task_template.networks != \
+                old.spec.task_template.networks:
+            self._check_service_endpoint(svc)
         new = _copy(svc)
         new.meta.CopyFrom(old.meta)
         new.spec_version = old.spec_version
@@ -210,6 +208,7 @@ class Store:
             if not svc.HasField("previous_spec"):
                 new.previous_spec.CopyFrom(old.spec)
         self._stamp(new, now, False)
+        self._reindex("service", old, new)
         self.services[new.id] = new
         del self._names[old_name]
         self._names[name] = new.id
@@ -219,6 +218,7 @@ class Store:
         old = self.services.pop(sid, None)
         if old is None:
             raise Rejected(f"service {sid} not found")
+        self._reindex("service", old, None)
         self._names.pop(old.spec.annotations.name, None)
         return [Event("service", sid, "remove")]
 
@@ -251,6 +251,8 @@ class Store:
 
     def _put_task(self, task: pb.Task) -> None:
         old = self.tasks.get(task.id)
+        if old is not None or task.networks:
+            self._reindex("task", old, task)
         if old is not None:
             self._unindex_live(old)
             if old.node_id and old.node_id != task.node_id:
@@ -331,6 +333,7 @@ class Store:
         old = self.tasks.pop(tid, None)
         if old is None:
             raise Rejected(f"task {tid} not found")
+        self._reindex("task", old, None)
         self._unindex_live(old)
         self._by_service.get(old.service_id, set()).discard(tid)
         if old.node_id:
@@ -354,6 +357,7 @@ class Store:
             raise Rejected(f"node {node.id} exists")
         new = _copy(node)
         self._stamp(new, now, True)
+        self._reindex("node", None, new)
         self.nodes[new.id] = new
         return [Event("node", new.id, "create")]
 
@@ -365,6 +369,7 @@ class Store:
         new = _copy(node)
         new.meta.CopyFrom(old.meta)
         self._stamp(new, now, False)
+        self._reindex("node", old, new)
         self.nodes[new.id] = new
         return [Event("node", new.id, "update")]
 
@@ -381,8 +386,10 @@ class Store:
         return [Event("node", new.id, "update")]
 
     def _op_remove_node(self, nid: str, _v: int, _now: float) -> list[Event]:
-        if self.nodes.pop(nid, None) is None:
+        old = self.nodes.pop(nid, None)
+        if old is None:
             raise Rejected(f"node {nid} not found")
+        self._reindex("node", old, None)
         return [Event("node", nid, "remove")]
 
     # secrets and configs -----------------------------------------------------
@@ -451,6 +458,7 @@ class Store:
             snap.nodes.extend(self.nodes.values())
             snap.services.extend(self.services.values())
             snap.tasks.extend(self.tasks.values())
+            snap.networks.extend(self.networks.values())
             snap.secrets.extend(self.secrets.values())
             snap.configs.extend(self.configs.values())
             return bytes(snap.SerializeToString(deterministic=True))
@@ -473,10 +481,13 @@ class Store:
             self._put_task(t)
         self.secrets = {s.id: s for s in _fresh(snap.secrets)}
         self.configs = {c.id: c for c in _fresh(snap.configs)}
+        self.networks = {n.id: n for n in _fresh(snap.networks)}
         self._object_names = {
-            "secret": {s.spec.annotations.name: s.id for s in self.secrets.values()},
-            "config": {c.spec.annotations.name: c.id for c in self.configs.values()},
+            kind: {o.spec.annotations.name: o.id for o in table.values()}
+            for kind, table in (("secret", self.secrets), ("config", self.configs),
+                                ("network", self.networks))
         }
+        self._rebuild_holders()
 
     def digest(self) -> str:
         """A stable digest of the whole state (to compare managers)."""

@@ -204,6 +204,20 @@ class ControlClient:
     def remove_config(self, config: str) -> None:
         self._call("RemoveConfig", pb.IdRequest(id=config))
 
+    # ------------------------------------------------------------ networks
+
+    def create_network(self, spec: pb.NetworkSpec) -> pb.Network:
+        return self._call("CreateNetwork", pb.CreateNetworkRequest(spec=spec)).network
+
+    def get_network(self, network: str) -> pb.Network:
+        return self._call("GetNetwork", pb.IdRequest(id=network)).network
+
+    def list_networks(self) -> list[pb.Network]:
+        return list(self._call("ListNetworks", pb.Empty()).networks)
+
+    def remove_network(self, network: str) -> None:
+        self._call("RemoveNetwork", pb.IdRequest(id=network))
+
     def service_logs(self, request: pb.LogsRequest) -> Iterator[pb.LogLine]:
         """Log lines as the manager streams them (no deadline: --follow runs until the
         caller stops iterating and closes the client, which cancels the call)."""

@@ -1622,6 +1622,33 @@ class SetTaskNetworks(_message.Message):
 Global___SetTaskNetworks: _TypeAlias = SetTaskNetworks  # noqa: Y015
 
 @_typing.final
+class SetNodeIngress(_message.Message):
+    """The allocator gives a node its own ingress endpoint; applied only while the node has
+    none (its address stays the node's until the node is removed).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    INGRESS_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    @_builtins.property
+    def ingress(self) -> Global___NetworkAttachment: ...
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        ingress: Global___NetworkAttachment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ingress", b"ingress"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ingress", b"ingress", "node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetNodeIngress: _TypeAlias = SetNodeIngress  # noqa: Y015
+
+@_typing.final
 class SetTaskPending(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1714,6 +1741,7 @@ class Command(_message.Message):
     UPDATE_NODE_FIELD_NUMBER: _builtins.int
     NODE_STATUS_FIELD_NUMBER: _builtins.int
     REMOVE_NODE_FIELD_NUMBER: _builtins.int
+    SET_NODE_INGRESS_FIELD_NUMBER: _builtins.int
     PUT_CLUSTER_FIELD_NUMBER: _builtins.int
     CREATE_NETWORK_FIELD_NUMBER: _builtins.int
     UPDATE_NETWORK_FIELD_NUMBER: _builtins.int
@@ -1755,6 +1783,8 @@ class Command(_message.Message):
     @_builtins.property
     def node_status(self) -> Global___UpdateNodeStatus: ...
     @_builtins.property
+    def set_node_ingress(self) -> Global___SetNodeIngress: ...
+    @_builtins.property
     def put_cluster(self) -> Global___Cluster: ...
     @_builtins.property
     def create_network(self) -> Global___Network: ...
@@ -1782,6 +1812,7 @@ class Command(_message.Message):
         update_node: Global___Node | None = ...,
         node_status: Global___UpdateNodeStatus | None = ...,
         remove_node: _builtins.str = ...,
+        set_node_ingress: Global___SetNodeIngress | None = ...,
         put_cluster: Global___Cluster | None = ...,
         create_network: Global___Network | None = ...,
         update_network: Global___Network | None = ...,
@@ -1791,11 +1822,11 @@ class Command(_message.Message):
         create_config: Global___Config | None = ...,
         remove_config: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_networks", b"set_task_networks", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_node_ingress", b"set_node_ingress", "set_task_desired", b"set_task_desired", "set_task_networks", b"set_task_networks", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "expected_version", b"expected_version", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_task_desired", b"set_task_desired", "set_task_networks", b"set_task_networks", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_task", b"assign_task", "create_config", b"create_config", "create_network", b"create_network", "create_node", b"create_node", "create_secret", b"create_secret", "create_service", b"create_service", "create_task", b"create_task", "expected_version", b"expected_version", "node_status", b"node_status", "op", b"op", "put_cluster", b"put_cluster", "remove_config", b"remove_config", "remove_network", b"remove_network", "remove_node", b"remove_node", "remove_secret", b"remove_secret", "remove_service", b"remove_service", "remove_task", b"remove_task", "set_node_ingress", b"set_node_ingress", "set_task_desired", b"set_task_desired", "set_task_networks", b"set_task_networks", "set_task_pending", b"set_task_pending", "task_status", b"task_status", "update_network", b"update_network", "update_node", b"update_node", "update_service", b"update_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["create_service", "update_service", "remove_service", "create_task", "task_status", "assign_task", "set_task_pending", "set_task_desired", "remove_task", "set_task_networks", "create_node", "update_node", "node_status", "remove_node", "put_cluster", "create_network", "update_network", "remove_network", "create_secret", "remove_secret", "create_config", "remove_config"]  # noqa: Y015
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["create_service", "update_service", "remove_service", "create_task", "task_status", "assign_task", "set_task_pending", "set_task_desired", "remove_task", "set_task_networks", "create_node", "update_node", "node_status", "remove_node", "set_node_ingress", "put_cluster", "create_network", "update_network", "remove_network", "create_secret", "remove_secret", "create_config", "remove_config"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
 

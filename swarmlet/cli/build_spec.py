@@ -14,6 +14,7 @@ from swarmlet.cli.container_opts import parse_mount, set_healthcheck, set_proces
 from swarmlet.cli.spec_flags import (
     apply_update_flags,
     parse_config,
+    parse_network,
     parse_pref,
     parse_publish,
     parse_secret,
@@ -56,6 +57,8 @@ class ServiceOptions:
     secrets: list[str] = field(default_factory=list)
     configs: list[str] = field(default_factory=list)
     publish: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    endpoint_mode: str | None = None
     update_parallelism: str | None = None
     update_delay: str | None = None
     update_failure_action: str | None = None
@@ -116,6 +119,9 @@ def _set_swarm_options(spec: pb.ServiceSpec, opts: ServiceOptions) -> None:
     task.container.secrets.extend(parse_secret(s) for s in opts.secrets)
     task.container.configs.extend(parse_config(c) for c in opts.configs)
     spec.endpoint_spec.ports.extend(parse_publish(p) for p in opts.publish)
+    task.networks.extend(parse_network(n) for n in opts.networks)
+    if opts.endpoint_mode is not None:
+        spec.endpoint_spec.mode = opts.endpoint_mode
     params = vars(opts)
     apply_update_flags(spec.update_config, update_flags(params, "update"), "update")
     rollback = update_flags(params, "rollback")

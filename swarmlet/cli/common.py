@@ -69,3 +69,35 @@ def each_object(names: list[str], action: Callable[[str], T]) -> tuple[list[T], 
             typer.echo(f"Error: {exc}", err=True)
             failed = True
     return results, failed
+
+
+def inspect_each(ctx: typer.Context, data_dir: str | None, names: list[str],
+                 getter: str) -> None:
+    """`X inspect NAME...`: the JSON of each object (ControlClient.<getter>); exit 1 after
+    printing the rest when any was not found."""
+    from google.protobuf.json_format import MessageToDict
+
+    from swarmlet.cli.output import print_json
+
+    with open_client(ctx, data_dir) as client:
+        found, failed = each_object(names, getattr(client, getter))
+    print_json([MessageToDict(o) for o in found])
+    if failed:
+        raise typer.Exit(1)
+
+
+def remove_each(ctx: typer.Context, data_dir: str | None, names: list[str],
+                remover: str) -> None:
+    """`X rm NAME...`: ControlClient.<remover> for each name, printing the names removed;
+    exit 1 after trying the rest when any failed."""
+
+    with open_client(ctx, data_dir) as client:
+        method = getattr(client, remover)
+
+        def remove(name: str) -> None:
+            method(name)
+            typer.echo(name)
+
+        _, failed = each_object(names, remove)
+    if failed:
+        raise typer.Exit(1)

@@ -21,6 +21,7 @@ from swarmlet.cli import (
     image_cmds,
     lifecycle,
     logs_cmd,
+    network_cmds,
     node_cmds,
     secret_cmds,
     service_cmds,
@@ -86,6 +87,7 @@ def main(
 app.add_typer(service_cmds.app, name="service")
 service_update.register(service_cmds.app)
 app.add_typer(stack_cmds.app, name="stack")
+app.add_typer(network_cmds.app, name="network")
 secret_cmds.register(app)
 logs_cmd.register(service_cmds.app)
 app.add_typer(image_cmds.app, name="image")

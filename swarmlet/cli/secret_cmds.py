@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
-from google.protobuf.json_format import MessageToDict
 
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.cli.common import (
     data_dir_option,
-    each_object,
     format_option,
+    inspect_each,
     open_client,
     parse_key_value,
+    remove_each,
 )
-from swarmlet.cli.output import check_format, emit, print_json, short_id
+from swarmlet.cli.output import check_format, emit, short_id
 from swarmlet.errors import SpecError
 from swarmlet.units import format_age
 
@@ -106,12 +105,7 @@ def _build(kind: str) -> typer.Typer:
         data_dir: str | None = data_dir_option(),
     ) -> None:
         """Show details (JSON)."""
-        with open_client(ctx, data_dir) as client:
-            getter: Callable[[str], Any] = getattr(client, f"get_{kind}")
-            found, failed = each_object(names, getter)
-        print_json([MessageToDict(o) for o in found])
-        if failed:
-            raise typer.Exit(1)
+        inspect_each(ctx, data_dir, names, f"get_{kind}")
 
     @app.command("rm")
     def rm(
@@ -120,16 +114,7 @@ def _build(kind: str) -> typer.Typer:
         data_dir: str | None = data_dir_option(),
     ) -> None:
         """Remove them (refused while a service uses one)."""
-        with open_client(ctx, data_dir) as client:
-            remover = getattr(client, f"remove_{kind}")
-
-            def remove(name: str) -> None:
-                remover(name)
-                typer.echo(name)
-
-            _, failed = each_object(names, remove)
-        if failed:
-            raise typer.Exit(1)
+        remove_each(ctx, data_dir, names, f"remove_{kind}")
 
     return app
 

@@ -11,7 +11,6 @@ import time
 from dataclasses import fields
 
 import typer
-from google.protobuf.json_format import MessageToDict
 
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.cli import spec_flags as flags
@@ -20,10 +19,12 @@ from swarmlet.cli.common import (
     data_dir_option,
     each_object,
     format_option,
+    inspect_each,
     open_client,
     parse_count,
+    remove_each,
 )
-from swarmlet.cli.output import check_format, emit, print_json, short_id
+from swarmlet.cli.output import check_format, emit, short_id
 from swarmlet.cli.progress import DEFAULT_TIMEOUT_S, make_display, wait_converged
 from swarmlet.cli.task_rows import PS_COLUMNS, ps_rows
 from swarmlet.client import ControlClient
@@ -34,7 +35,16 @@ from swarmlet.units import format_duration, parse_duration
 
 app = typer.Typer(help="Manage services.", no_args_is_help=True)
 
-LS_COLUMNS = ("ID", "NAME", "MODE", "REPLICAS", "IMAGE")
+LS_COLUMNS = ("ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS")
+
+
+def ports_text(service: pb.Service) -> str:
+    """`*:8080->80/tcp` per published port (as allocated; host mode: `8080->80/tcp` at the
+    nodes running a task)."""
+    ports = service.endpoint.ports or service.spec.endpoint_spec.ports
+    return ", ".join(
+        f"{'' if p.publish_mode == 'host' else '*:'}{p.published_port or ''}->"
+        f"{p.target_port}/{p.protocol or 'tcp'}" for p in ports)
 CREATE_SETTINGS = {"allow_interspersed_args": False}
 OPTION_FIELDS = {f.name for f in fields(ServiceOptions)} - {"command"}
 
@@ -98,6 +108,8 @@ def create(
     secrets: list[str] = flags.SECRET,
     configs: list[str] = flags.CONFIG,
     publish: list[str] = flags.PUBLISH,
+    networks: list[str] = flags.NETWORK,
+    endpoint_mode: str | None = flags.ENDPOINT_MODE,
     update_parallelism: str | None = flags.OPTS["update_parallelism"],
     update_delay: str | None = flags.OPTS["update_delay"],
     update_failure_action: str | None = flags.OPTS["update_failure_action"],
@@ -193,7 +205,8 @@ def ls(
         mode = service.spec.mode.WhichOneof("mode") or "replicated"
         image = service.spec.task_template.container.image
         name = service.spec.annotations.name
-        table.append([short_id(service.id), name, mode, f"{running}/{desired}", image])
+        ports = ports_text(service)
+        table.append([short_id(service.id), name, mode, f"{running}/{desired}", image, ports])
         rows.append(
             {
                 "id": service.id,
@@ -201,6 +214,7 @@ def ls(
                 "mode": mode,
                 "replicas": f"{running}/{desired}",
                 "image": image,
+                "ports": ports,
                 "running": running,
                 "desired": desired,
             }
@@ -236,11 +250,7 @@ def inspect(
     data_dir: str | None = data_dir_option(),
 ) -> None:
     """Show services in detail (JSON)."""
-    with open_client(ctx, data_dir) as client:
-        found, failed = each_object(services, client.get_service)
-    print_json([MessageToDict(s) for s in found])
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(ctx, data_dir, services, "get_service")
 
 
 def parse_scale_args(args: list[str]) -> list[tuple[str, int]]:
@@ -297,12 +307,4 @@ def rm(
     data_dir: str | None = data_dir_option(),
 ) -> None:
     """Remove services."""
-
-    def remove(name: str) -> None:
-        client.remove_service(name)
-        typer.echo(name)
-
-    with open_client(ctx, data_dir) as client:
-        _, failed = each_object(services, remove)
-    if failed:
-        raise typer.Exit(1)
+    remove_each(ctx, data_dir, services, "remove_service")

@@ -21,6 +21,7 @@ from swarmlet.client import ControlClient
 from swarmlet.clock import RealClock
 from swarmlet.errors import SpecError
 from swarmlet.specs import validate_replicas, validate_service_spec
+from swarmlet.stack.plan import network_names
 from swarmlet.units import format_duration, parse_cpu, parse_duration, parse_memory
 
 PAUSED = ("paused", "rollback_paused")
@@ -48,6 +49,9 @@ class UpdateOptions:
     max_replicas_per_node: str | None = None
     publish_add: list[str] = field(default_factory=list)
     publish_rm: list[str] = field(default_factory=list)
+    network_add: list[str] = field(default_factory=list)
+    network_rm: list[str] = field(default_factory=list)
+    endpoint_mode: str | None = None
     secret_add: list[str] = field(default_factory=list)
     secret_rm: list[str] = field(default_factory=list)
     config_add: list[str] = field(default_factory=list)
@@ -89,6 +93,9 @@ def apply_update(current: pb.ServiceSpec, o: UpdateOptions) -> pb.ServiceSpec:
     _update_resources(spec.task_template.resources, o)
     _update_placement(spec.task_template.placement, o)
     _update_ports(spec.endpoint_spec, o)
+    _update_networks(spec.task_template, o)
+    if o.endpoint_mode is not None:
+        spec.endpoint_spec.mode = o.endpoint_mode
     _update_references(c, o)
     if o.stop_grace_period is not None:
         c.stop_grace_period_s = parse_duration(o.stop_grace_period, "stop-grace-period")
@@ -134,6 +141,18 @@ def _update_placement(p: pb.Placement, o: UpdateOptions) -> None:
     p.preferences.extend(prefs)
     if o.max_replicas_per_node is not None:
         p.max_replicas = parse_count(o.max_replicas_per_node, "max-replicas-per-node")
+
+
+def _update_networks(task: pb.TaskSpec, o: UpdateOptions) -> None:
+    """--network-rm NAME, then --network-add (targets are names here: `network_names`)."""
+    added = [flags.parse_network(x, "network-add") for x in o.network_add]
+    for name in o.network_rm:
+        if not any(a.target == name for a in task.networks):
+            raise SpecError("network-rm", f"the service is not attached to network {name}")
+    drop = set(o.network_rm) | {a.target for a in added}
+    kept = [a for a in task.networks if a.target not in drop]
+    del task.networks[:]
+    task.networks.extend(kept + added)
 
 
 def _update_ports(endpoint: pb.EndpointSpec, o: UpdateOptions) -> None:
@@ -229,6 +248,10 @@ def update(
     max_replicas_per_node: str | None = flags.MAX_REPLICAS,
     publish_add: list[str] = _multi("--publish-add", "[PUB:]TARGET[/PROTO]", "Publish a port."),
     publish_rm: list[str] = _multi("--publish-rm", "TARGET[/PROTO]", "Unpublish a port."),
+    network_add: list[str] = _multi("--network-add", "NAME|name=N,alias=A", "Attach to a "
+                                    "network."),
+    network_rm: list[str] = _multi("--network-rm", "NAME", "Detach from a network."),
+    endpoint_mode: str | None = flags.ENDPOINT_MODE,
     secret_add: list[str] = _multi("--secret-add", "SRC[,target=..]", "Add a secret."),
     secret_rm: list[str] = _multi("--secret-rm", "NAME", "Remove a secret."),
     config_add: list[str] = _multi("--config-add", "SRC[,target=..]", "Add a config."),
@@ -258,7 +281,9 @@ def update(
     parse_duration(timeout, "timeout")
     with open_client(ctx, data_dir) as client:
         current = client.get_service(service)
-        spec = apply_update(current.spec, opts)
+        named = network_names(current.spec, client.list_networks()) if (
+            current.spec.task_template.networks) else current.spec
+        spec = apply_update(named, opts)
         updated = client.update_service(current.id, spec, current.meta.version)
         typer.echo(updated.spec.annotations.name)
         if not detach:

@@ -2,8 +2,8 @@
 
 `--secret SRC[,target=T,uid=U,gid=G,mode=M]`, `--config SRC[,target=...]`,
 `--publish [PUBLISHED:]TARGET[/PROTO]` or `published=P,target=T,protocol=udp,mode=host`,
-`--placement-pref spread=KEY`, and the update/rollback settings (`--update-delay 10s`,
-...). Bad input raises SpecError naming the flag.
+`--network NAME` or `name=N,alias=A`, `--placement-pref spread=KEY`, and the
+update/rollback settings (`--update-delay 10s`, ...). Bad input raises SpecError naming the flag.
 """
 
 from __future__ import annotations
@@ -61,13 +61,34 @@ def parse_secret(text: str) -> pb.SecretReference:
     return pb.SecretReference(secret_name=source, target=target, uid=uid, gid=gid, mode=mode)
 
 
+def parse_network(text: str, field: str = "network") -> pb.NetworkAttachmentConfig:
+    """`--network NAME` or `--network name=NAME,alias=A[,alias=B]`."""
+    if "=" not in text:
+        if not text.strip() or "," in text:
+            raise SpecError(field, f'invalid value "{text}" (use NAME or name=NAME,alias=A)')
+        return pb.NetworkAttachmentConfig(target=text.strip())
+    out = pb.NetworkAttachmentConfig()
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not value or key not in ("name", "target", "alias"):
+            raise SpecError(field, f'invalid value "{text}" (unknown or empty option "{part}")')
+        if key == "alias":
+            out.aliases.append(value)
+        else:
+            out.target = value
+    if not out.target:
+        raise SpecError(field, f'invalid value "{text}" (a network name is required)')
+    return out
+
+
 def parse_config(text: str) -> pb.ConfigReference:
     source, target, uid, gid, mode = _reference(text, "config")
     return pb.ConfigReference(config_name=source, target=target, uid=uid, gid=gid, mode=mode)
 
 
 def parse_publish(text: str, field: str = "publish") -> pb.PortConfig:
-    """One published port (record only: the routing mesh comes with networking)."""
+    """One published port."""
     if "=" in text:
         opts = _options(text, field, {"published", "target", "protocol", "mode"})
         if "target" not in opts:
@@ -153,8 +174,10 @@ def _multi(flag: str, metavar: str, text: str) -> Any:
 SECRET = _multi("--secret", "SRC[,target=..]", "Secret to expose (target,uid,gid,mode).")
 CONFIG = _multi("--config", "SRC[,target=..]", "Config to expose (target,uid,gid,mode).")
 PUBLISH = typer.Option([], "--publish", "-p", metavar="[PUB:]TARGET[/PROTO]",
-                       help="Publish a port (recorded; the routing mesh comes later).",
-                       show_default=False)
+                       help="Publish a port (ingress: on every node; mode=host: where a "
+                       "task runs).", show_default=False)
+NETWORK = _multi("--network", "NAME|name=N,alias=A", "Attach to an overlay network.")
+ENDPOINT_MODE = _opt("--endpoint-mode", "MODE", "vip (default) or dnsrr.")
 PLACEMENT_PREF = _multi("--placement-pref", "spread=KEY", "Placement preference.")
 MAX_REPLICAS = _opt("--max-replicas-per-node", "N", "Most tasks per node (0 = unlimited).")
 OPTS: dict[str, Any] = {}

@@ -1,11 +1,13 @@
 """`swarm stack deploy|ls|ps|services|rm`: applications described in Compose files.
 
 deploy loads and validates the files completely first (every problem is printed with
-its file, line and key path, and nothing is deployed when there is one), then creates
-the missing secrets and configs, creates new services, updates changed ones (through
-rolling updates, with the version it read) and leaves identical ones alone; `--prune`
-removes the stack's services that are no longer in the files. It then waits until the
-created and updated services converge, unless --detach.
+its file, line and key path, and nothing is deployed when there is one; an external
+secret, config or network must exist), then creates the missing networks (those the
+services use, `<stack>_default` included), secrets and configs, creates new services,
+updates changed ones (through rolling updates, with the version it read) and leaves
+identical ones alone; `--prune` removes the stack's services that are no longer in the
+files. It then waits until the created and updated services converge, unless --detach.
+rm removes the services first, then the secrets, configs and networks.
 """
 
 from __future__ import annotations
@@ -78,7 +80,6 @@ def deploy(
                 _err(str(problem))
             _err(f"stack {name}: nothing was deployed")
             raise typer.Exit(1)
-        _networks_notice(stack)
         changed = _execute(client, stack, plan, quiet)
         if not detach and changed:
             wait_stack(client, changed, limit, quiet)
@@ -88,14 +89,7 @@ def _plan(client: ControlClient, stack: Stack, prune: bool) -> DeployPlan:
     services = list(client.list_services().services)
     secrets = {s.spec.annotations.name for s in client.list_secrets()}
     configs = {c.spec.annotations.name for c in client.list_configs()}
-    return plan_deploy(stack, services, secrets, configs, prune)
-
-
-def _networks_notice(stack: Stack) -> None:
-    used = sorted({n.target for s in stack.services.values() for n in s.task_template.networks})
-    if used:
-        typer.echo("Warning: overlay networking is not built yet: networks "
-                   f"{', '.join(used)} are recorded in the task specs but not created", err=True)
+    return plan_deploy(stack, services, secrets, configs, prune, client.list_networks())
 
 
 def _create_object(client: ControlClient, obj: ObjectDef, kind: str, quiet: bool) -> None:
@@ -116,6 +110,10 @@ def _execute(client: ControlClient, stack: Stack, plan: DeployPlan,
              quiet: bool) -> list[tuple[pb.Service, TaskSource]]:
     """Carry out the plan; the services created or updated, with what to watch them by."""
     say = (lambda _text: None) if quiet else typer.echo
+    for net in plan.create_networks:
+        assert net.spec is not None  # only networks the stack makes are planned
+        say(f"Creating network {net.name}")
+        client.create_network(net.spec)
     for obj in plan.create_secrets:
         _create_object(client, obj, "secret", quiet)
     for obj in plan.create_configs:
@@ -228,7 +226,7 @@ def ps(ctx: typer.Context, name: str = typer.Argument(..., metavar="STACK"),
 @app.command("rm")
 def rm(ctx: typer.Context, names: list[str] = typer.Argument(..., metavar="STACK..."),
        data_dir: str | None = data_dir_option()) -> None:
-    """Remove stacks: their services, then their secrets and configs."""
+    """Remove stacks: their services, then their secrets, configs and networks."""
     failed = False
     with open_client(ctx, data_dir) as client:
         for name in names:
@@ -244,7 +242,10 @@ def _remove_stack(client: ControlClient, name: str) -> bool:
                if s.spec.annotations.labels.get(NAMESPACE_LABEL) == name]
     configs = [c for c in client.list_configs()
                if c.spec.annotations.labels.get(NAMESPACE_LABEL) == name]
-    if not (members or secrets or configs):
+    networks = sorted((n for n in client.list_networks()
+                       if n.spec.annotations.labels.get(NAMESPACE_LABEL) == name),
+                      key=lambda n: n.spec.annotations.name)
+    if not (members or secrets or configs or networks):
         _err(f"nothing found in stack: {name}")
         return True
     failed = False
@@ -252,6 +253,8 @@ def _remove_stack(client: ControlClient, name: str) -> bool:
         ("service", s.spec.annotations.name, client.remove_service, s.id) for s in members]
     steps += [("secret", s.spec.annotations.name, client.remove_secret, s.id) for s in secrets]
     steps += [("config", c.spec.annotations.name, client.remove_config, c.id) for c in configs]
+    steps += [("network", n.spec.annotations.name, client.remove_network, n.id)
+              for n in networks]
     for kind, obj_name, remove, oid in steps:
         typer.echo(f"Removing {kind} {obj_name}")
         try:

@@ -3,7 +3,9 @@ Pure: the CLI fetches the cluster's objects, asks `plan_deploy`, then carries it
 
 A service whose normalized spec equals the file's is left alone (no UpdateService, so no
 task is replaced); `force_update` counts from `service update --force` are kept, and
-secret/config ids (filled in by the manager) do not count as a difference.
+secret/config ids (filled in by the manager) do not count as a difference, nor do network
+ids (the manager stores a service's networks by id, the files name them). Networks the
+services use are created unless they exist; an external one must exist.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.specs import validate_service_spec
 from swarmlet.stack.errors import Problem
-from swarmlet.stack.model import NAMESPACE_LABEL, ObjectDef, Stack
+from swarmlet.stack.model import NAMESPACE_LABEL, NetworkDef, ObjectDef, Stack
 
 
 @dataclass
@@ -22,6 +24,7 @@ class DeployPlan:
     create_secrets: list[ObjectDef] = field(default_factory=list)
     create_configs: list[ObjectDef] = field(default_factory=list)
     existing_objects: list[str] = field(default_factory=list)  # "secret app_pw", kept as is
+    create_networks: list[NetworkDef] = field(default_factory=list)
     create_services: list[pb.ServiceSpec] = field(default_factory=list)
     update_services: list[tuple[pb.Service, pb.ServiceSpec]] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -37,6 +40,31 @@ def comparable(spec: pb.ServiceSpec) -> pb.ServiceSpec:
     for c in out.task_template.container.configs:
         c.config_id = ""
     return out
+
+
+def network_names(spec: pb.ServiceSpec, networks: list[pb.Network]) -> pb.ServiceSpec:
+    """A copy of spec whose network targets (ids, as the manager stores them) are names."""
+    names = {n.id: n.spec.annotations.name for n in networks}
+    out = pb.ServiceSpec()
+    out.CopyFrom(spec)
+    for att in out.task_template.networks:
+        att.target = names.get(att.target, att.target)
+    return out
+
+
+def _networks(plan: DeployPlan, stack: Stack, have: set[str]) -> list[NetworkDef]:
+    """The stack's networks its services use (and any others it declares) not yet made."""
+    used = {a.target for s in stack.services.values() for a in s.task_template.networks}
+    create = []
+    for net in stack.networks.values():
+        if net.name in have or (net.key == "default" and net.name not in used):
+            continue
+        if net.external:
+            plan.errors.append(Problem(net.loc, f"networks.{net.key}",
+                                       f'external network "{net.name}" does not exist'))
+        else:
+            create.append(net)
+    return create
 
 
 def same_spec(current: pb.ServiceSpec, wanted: pb.ServiceSpec) -> bool:
@@ -66,10 +94,13 @@ def plan_deploy(
     secret_names: set[str],
     config_names: set[str],
     prune: bool = False,
+    networks: list[pb.Network] | None = None,
 ) -> DeployPlan:
     plan = DeployPlan()
     plan.create_secrets = _objects(plan, stack.secrets, secret_names, "secret")
     plan.create_configs = _objects(plan, stack.configs, config_names, "config")
+    plan.create_networks = _networks(plan, stack,
+                                     {n.spec.annotations.name for n in networks or ()})
     by_name = {s.spec.annotations.name: s for s in services}
     for name, spec in stack.services.items():
         current = by_name.get(name)
@@ -79,7 +110,7 @@ def plan_deploy(
         wanted = pb.ServiceSpec()
         wanted.CopyFrom(spec)
         wanted.task_template.force_update = current.spec.task_template.force_update
-        if same_spec(current.spec, wanted):
+        if same_spec(network_names(current.spec, networks or []), wanted):
             plan.unchanged.append(name)
         else:
             plan.update_services.append((current, wanted))

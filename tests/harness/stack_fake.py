@@ -1,5 +1,5 @@
 """A FakeControl that also keeps secrets, configs and service versions, for the tests of
-`swarm stack`, `swarm secret/config` and `swarm service update/rollback`.
+`swarm stack`, `swarm secret/config`, `swarm network` and `swarm service update/rollback`.
 
 UpdateService checks the version it is given (as the store does) and replaces the
 service's tasks with tasks of the new spec_version; RollbackService swaps in the
@@ -29,12 +29,14 @@ from tests.harness.fake_control import FakeControl, make_node
 class StackFake(FakeControl):
     secrets: dict[str, pb.Secret] = field(default_factory=dict)
     configs: dict[str, pb.Config] = field(default_factory=dict)
+    networks: dict[str, pb.Network] = field(default_factory=dict)
     secret_values: dict[str, bytes] = field(default_factory=dict)
     update_state: str = ""  # update_status.state reported after an UpdateService
 
     def writes(self) -> list[str]:
         reads = {"Info", "GetService", "ListServices", "ListTasks", "GetNode", "ListNodes",
-                 "GetSecret", "ListSecrets", "GetConfig", "ListConfigs"}
+                 "GetSecret", "ListSecrets", "GetConfig", "ListConfigs", "GetNetwork",
+                 "ListNetworks"}
         return [name for name, _ in self.calls if name not in reads]
 
     def _retask(self, svc: pb.Service) -> None:
@@ -81,7 +83,7 @@ class StackFake(FakeControl):
     # secrets and configs -------------------------------------------------------------
 
     def _table(self, kind: str) -> dict[str, Any]:
-        return self.secrets if kind == "secret" else self.configs
+        return {"secret": self.secrets, "config": self.configs, "network": self.networks}[kind]
 
     def _create(self, kind: str, request: Any, context: Any) -> Any:
         self._enter(f"Create{kind.capitalize()}", request, context)
@@ -89,7 +91,8 @@ class StackFake(FakeControl):
         name = request.spec.annotations.name
         if any(o.spec.annotations.name == name for o in table.values()):
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{kind} {name} already exists")
-        obj = (pb.Secret if kind == "secret" else pb.Config)(id=f"{kind}{len(table) + 1:020d}")
+        made = {"secret": pb.Secret, "config": pb.Config, "network": pb.Network}[kind]
+        obj = made(id=f"{kind}{len(table) + 1:020d}")
         obj.spec.CopyFrom(request.spec)
         if kind == "secret":
             self.secret_values[name] = obj.spec.data
@@ -133,6 +136,31 @@ class StackFake(FakeControl):
     def RemoveConfig(self, request: Any, context: Any) -> pb.Empty:  # noqa: N802
         self._enter("RemoveConfig", request, context)
         del self.configs[self._get("config", request.id, context).id]
+        return pb.Empty()
+
+    # networks (no addressing: names and specs only) ----------------------------------
+
+    def CreateNetwork(self, request: Any, context: Any) -> pb.NetworkResponse:  # noqa: N802
+        return pb.NetworkResponse(network=self._create("network", request, context))
+
+    def GetNetwork(self, request: Any, context: Any) -> pb.NetworkResponse:  # noqa: N802
+        self._enter("GetNetwork", request, context)
+        return pb.NetworkResponse(network=self._get("network", request.id, context))
+
+    def ListNetworks(self, request: Any, context: Any) -> pb.ListNetworksResponse:  # noqa: N802
+        self._enter("ListNetworks", request, context)
+        return pb.ListNetworksResponse(networks=list(self.networks.values()))
+
+    def RemoveNetwork(self, request: Any, context: Any) -> pb.Empty:  # noqa: N802
+        self._enter("RemoveNetwork", request, context)
+        net = self._get("network", request.id, context)
+        users = [s.spec.annotations.name for s in self.services.values()
+                 if any(a.target in (net.id, net.spec.annotations.name)
+                        for a in s.spec.task_template.networks)]
+        if users:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"network {net.spec.annotations.name} is in use by service {users[0]}")
+        del self.networks[net.id]
         return pb.Empty()
 
 

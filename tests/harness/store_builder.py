@@ -14,6 +14,23 @@ from manager.store import Store, is_live
 from swarmlet.api import swarmlet_pb2 as pb
 
 
+def service_spec(name: str, replicas: int = 1, networks: Sequence[str] = (),
+                 ports: Sequence[tuple[int, int, str]] = (), mode: str = "vip"
+                 ) -> pb.ServiceSpec:
+    """A busybox service spec on `networks` publishing (published, target, mode) `ports`."""
+    spec = pb.ServiceSpec()
+    spec.annotations.name = name
+    spec.task_template.container.image = "busybox"
+    spec.mode.replicated.replicas = replicas
+    spec.endpoint_spec.mode = mode
+    for n in networks:
+        spec.task_template.networks.add(target=n)
+    for published, target, publish_mode in ports:
+        spec.endpoint_spec.ports.add(published_port=published, target_port=target,
+                                     protocol="tcp", publish_mode=publish_mode or "ingress")
+    return spec
+
+
 class StoreBuilder:
     def __init__(self, now: float = 1000.0) -> None:
         self.store = Store()
@@ -120,6 +137,41 @@ class StoreBuilder:
         sid = f"svc-{name}"
         self.apply([pb.Command(create_service=pb.Service(id=sid, spec=spec))])
         return self.store.services[sid]
+
+    # networks --------------------------------------------------------------------
+
+    def network(self, name: str, subnet: str = "", *, ingress: bool = False) -> pb.Network:
+        """An overlay network allocated as the control API would (subnet, VNI, gateway)."""
+        from manager.ipam import allocate_network
+
+        spec = pb.NetworkSpec(driver="overlay", subnet=subnet, ingress=ingress)
+        spec.annotations.name = name
+        net = allocate_network(spec, list(self.store.networks.values()), f"net-{name}")
+        self.apply([pb.Command(create_network=net)])
+        return self.store.networks[net.id]
+
+    def networked_service(
+        self,
+        name: str,
+        replicas: int = 1,
+        *,
+        networks: Sequence[str] = (),
+        ports: Sequence[tuple[int, int]] = (),
+        mode: str = "vip",
+        host_ports: bool = False,
+    ) -> pb.Service:
+        """A service on `networks` (names) publishing (published, target) `ports`, with its
+        endpoint allocated as the control API does."""
+        from manager.endpoints import allocate_endpoint, resolve_networks
+
+        publish_mode = "host" if host_ports else "ingress"
+        spec = service_spec(name, replicas, networks,
+                            [(p, t, publish_mode) for p, t in ports], mode)
+        resolve_networks(self.store, spec)
+        svc = pb.Service(id=f"svc-{name}", spec=spec)
+        svc.endpoint.CopyFrom(allocate_endpoint(self.store, svc.id, spec))
+        self.apply([pb.Command(create_service=svc)])
+        return self.store.services[svc.id]
 
     def scale(self, service_id: str, replicas: int) -> None:
         svc = pb.Service()

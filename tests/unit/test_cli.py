@@ -241,12 +241,17 @@ def test_timeout_gives_up_with_a_clear_message(cluster: Cluster) -> None:
 def test_service_ls_table_and_json(cluster: Cluster) -> None:
     data_dir, fake = cluster
     web = fake.add_service("web", replicas=3, image="nginx:1.25")
+    web.endpoint.ports.add(published_port=8080, target_port=80, protocol="tcp",
+                           publish_mode="ingress")
+    web.endpoint.ports.add(published_port=9000, target_port=90, protocol="udp",
+                           publish_mode="host")
     fake.tasks = [make_task(f"t{i}", web, slot=i) for i in (1, 2)]
     result = swarm(data_dir, "service", "ls")
     assert result.exit_code == 0
     assert parse_table(result.stdout) == (
-        ["ID", "NAME", "MODE", "REPLICAS", "IMAGE"],
-        [[web.id[:12], "web", "replicated", "2/3", "nginx:1.25"]],
+        ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+        [[web.id[:12], "web", "replicated", "2/3", "nginx:1.25",
+          "*:8080->80/tcp, 9000->90/udp"]],
     )
     data = json.loads(swarm(data_dir, "service", "ls", "--format", "json").stdout)
     assert data == [
@@ -256,6 +261,7 @@ def test_service_ls_table_and_json(cluster: Cluster) -> None:
             "mode": "replicated",
             "replicas": "2/3",
             "image": "nginx:1.25",
+            "ports": "*:8080->80/tcp, 9000->90/udp",
             "running": 2,
             "desired": 3,
         }

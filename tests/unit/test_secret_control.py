@@ -4,8 +4,6 @@ references resolved in service specs; secretbox and delivery selection."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 import pytest
 
@@ -13,31 +11,10 @@ from manager.control import ControlService
 from manager.secretbox import SealError, SecretBox, delivery
 from manager.store import Store
 from swarmlet.api import swarmlet_pb2 as pb
+from tests.harness.direct_control import Aborted, DirectProposer, call
 
 RAFT_SECRET = "raft-secret-for-tests"
 VALUE = b"correct horse battery staple"
-
-
-class Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code, self.details = code, details
-
-
-class Context:
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise Aborted(code, details)
-
-
-class DirectProposer:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.commands: list[pb.Command] = []
-
-    def propose(self, cmds: list[pb.Command]) -> list[pb.CommandResult]:
-        self.commands.extend(cmds)
-        batch = pb.CommandBatch(commands=cmds, timestamp=100.0)
-        return list(self.store.apply_batch(batch).results)
 
 
 @pytest.fixture
@@ -47,9 +24,6 @@ def control() -> ControlService:
     store.apply_batch(pb.CommandBatch(commands=[pb.Command(put_cluster=cluster)]))
     return ControlService(store, DirectProposer(store), lambda: None, lambda _n: None)  # type: ignore[arg-type]
 
-
-def call(control: ControlService, method: str, request: Any) -> Any:
-    return getattr(control, method)(request, Context())
 
 
 def create_secret(control: ControlService, name: str, data: bytes = VALUE) -> pb.Secret:

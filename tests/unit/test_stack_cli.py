@@ -72,16 +72,20 @@ def test_deploy_creates_objects_then_services_and_waits(cluster: Cluster, files:
     code, out = deploy(cluster, files)
     fake = cluster[1]
     assert code == 0, out
-    assert fake.writes() == ["CreateSecret", "CreateConfig", "CreateService", "CreateService",
-                             "CreateService"]
+    assert fake.writes() == ["CreateNetwork"] * 3 + [
+        "CreateSecret", "CreateConfig", "CreateService", "CreateService", "CreateService"]
+    assert sorted(n.spec.annotations.name for n in fake.networks.values()) == [
+        "shop_back", "shop_default", "shop_front"]
+    assert all(n.spec.annotations.labels["com.docker.stack.namespace"] == "shop"
+               for n in fake.networks.values())
     assert fake.secret_values == {"shop_db_pw": b"hunter2"}
     created = {r.spec.annotations.name for r in fake.called("CreateService")}
     assert created == {"shop_web", "shop_api", "shop_agent"}
     lines = out.splitlines()
     assert "Creating secret shop_db_pw" in lines and "Creating service shop_web" in lines
     assert "shop_web: converged (2/2 tasks running)" in lines
-    assert ("Warning: overlay networking is not built yet: networks shop_back, shop_default, "
-            "shop_front are recorded in the task specs but not created") in lines
+    assert "Creating network shop_front" in lines
+    assert not any("networking is not built" in line for line in lines)
 
 
 def test_identical_redeploy_changes_nothing(cluster: Cluster, files: Path) -> None:
@@ -180,8 +184,11 @@ def test_ls_services_ps_and_rm(cluster: Cluster, files: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         "Removing service shop_agent", "Removing service shop_api", "Removing service shop_web",
-        "Removing secret shop_db_pw", "Removing config shop_site"]
+        "Removing secret shop_db_pw", "Removing config shop_site",
+        "Removing network shop_back", "Removing network shop_default",
+        "Removing network shop_front"]
     assert fake.services == {} and fake.secrets == {} and fake.configs == {}
+    assert fake.networks == {}
     result = swarm(data_dir, "stack", "ps", "shop")
     assert result.exit_code == 1
     assert result.output.strip() == "Error: nothing found in stack: shop"

@@ -12,26 +12,7 @@ import pytest
 from manager.control import ControlService
 from manager.store import Store
 from swarmlet.api import swarmlet_pb2 as pb
-
-
-class Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code, self.details = code, details
-
-
-class Context:
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise Aborted(code, details)
-
-
-class DirectProposer:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def propose(self, cmds: list[pb.Command], timeout: float = 0) -> list[pb.CommandResult]:
-        batch = pb.CommandBatch(commands=cmds, timestamp=100.0)
-        return list(self.store.apply_batch(batch).results)
+from tests.harness.direct_control import Aborted, DirectProposer, call
 
 
 @pytest.fixture
@@ -39,9 +20,6 @@ def control() -> ControlService:
     store = Store()
     return ControlService(store, DirectProposer(store), lambda: None, lambda _n: None)  # type: ignore[arg-type]
 
-
-def call(control: ControlService, method: str, request: Any) -> Any:
-    return getattr(control, method)(request, Context())
 
 
 def create(control: ControlService, image: str = "busybox:1") -> pb.Service:
