@@ -167,9 +167,13 @@ def test_stack_rm_removes_services_then_objects(cluster: LocalCluster,
     if not cluster.json("stack", "ls"):
         deploy(cluster, stack_dir)
     out = cluster.swarm("stack", "rm", "shop").stdout
-    assert out.splitlines()[-2:] == ["Removing secret shop_db_pw", "Removing config shop_site"]
+    assert out.splitlines()[-5:] == [
+        "Removing secret shop_db_pw", "Removing config shop_site",
+        "Removing network shop_back", "Removing network shop_default",
+        "Removing network shop_front"]
     assert cluster.json("stack", "ls") == []
     assert cluster.json("secret", "ls") == [] and cluster.json("config", "ls") == []
+    assert [n["name"] for n in cluster.json("network", "ls")] == ["ingress"]
     wait_for(lambda: not any(t for t in cluster.json("service", "ls")), what="services gone")
 
 

@@ -176,3 +176,20 @@ def test_ingress_cannot_be_made_by_users(control: ControlService) -> None:
         call(control, "CreateNetwork", pb.CreateNetworkRequest(spec=spec))
     assert e.value.details == ("ingress: the cluster has its ingress network; another cannot "
                                "be made")
+
+
+def test_leader_gives_a_cluster_without_one_its_ingress_network() -> None:
+    from manager.manager import Manager
+    from swarmlet import log
+
+    store = Store()
+    store.apply_batch(pb.CommandBatch(commands=[
+        pb.Command(put_cluster=pb.Cluster(id="c1", raft_secret="s"))]))
+    m = Manager.__new__(Manager)  # only what _ensure_ingress uses
+    m.store, m.proposer, m._log = store, DirectProposer(store), log.get("test")  # type: ignore[assignment]
+    m._ensure_ingress()
+    m._ensure_ingress()  # idempotent
+    ingress = store.ingress_network()
+    assert ingress is not None and ingress.spec.annotations.name == "ingress"
+    assert (ingress.subnet, ingress.vni) == ("10.255.0.0/16", 4096)
+    assert len(store.networks) == 1
