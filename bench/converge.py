@@ -22,17 +22,51 @@ from swarmlet.errors import SwarmletError  # noqa: E402
 from tests.harness.cluster import LocalCluster, wait_for  # noqa: E402
 
 
-def start_fleet(cluster: LocalCluster, count: int, tmp: Path) -> subprocess.Popen[str]:
-    fleet = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench/simfleet.py"), "--manager", cluster.manager_addr,
-         "--token", cluster.token(), "--count", str(count), "--dir", str(tmp / "fleet")],
-        stdout=subprocess.PIPE, text=True, env=cluster.env,
-    )
+class Fleet:
+    """Simulated workers spread over several processes (one Python process is one GIL:
+    hundreds of agents in it get at most one core between them, and their heartbeats go
+    late while they take in a large assignment; real workers are separate machines)."""
+
+    def __init__(self, procs: list[subprocess.Popen[str]]) -> None:
+        self.procs = procs
+
+    def terminate(self) -> None:
+        for p in self.procs:
+            p.terminate()
+
+    def wait(self, timeout: float) -> None:
+        for p in self.procs:
+            p.wait(timeout)
+
+    def kill(self) -> None:
+        for p in self.procs:
+            p.kill()
+
+
+def fleet_procs(count: int) -> int:
+    return max(1, min(4, count // 50))
+
+
+def start_fleet(cluster: LocalCluster, count: int, tmp: Path, procs: int = 0) -> Fleet:
+    procs = procs or fleet_procs(count)
     (tmp / "fleet").mkdir(exist_ok=True)
-    assert fleet.stdout is not None
-    line = fleet.stdout.readline()
-    if not line.startswith("ready"):
-        raise SystemExit(f"fleet failed to start: {line!r}")
+    token = cluster.token()
+    started = []
+    per = -(-count // procs)
+    for first in range(0, count, per):
+        started.append(subprocess.Popen(
+            [sys.executable, str(ROOT / "bench/simfleet.py"), "--manager",
+             cluster.manager_addr, "--token", token, "--count", str(min(per, count - first)),
+             "--first", str(first), "--dir", str(tmp / "fleet")],
+            stdout=subprocess.PIPE, text=True, env=cluster.env,
+        ))
+    fleet = Fleet(started)
+    for p in started:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if not line.startswith("ready"):
+            fleet.kill()
+            raise SystemExit(f"fleet failed to start: {line!r}")
     return fleet
 
 
@@ -54,6 +88,8 @@ def main() -> int:
     p.add_argument("--replicas", type=int, default=5000)
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--managers", type=int, default=1)
+    p.add_argument("--fleet-procs", type=int, default=0,
+                   help="processes the simulated workers run in (default: 1 per 50, at most 4)")
     p.add_argument("--keep", action="store_true", help="keep the state dir (for debugging)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="swarmlet-bench-") as t:
@@ -69,10 +105,11 @@ def main() -> int:
             else:
                 cluster.init()
             t0 = time.monotonic()
-            fleet = start_fleet(cluster, args.workers, tmp)
+            fleet = start_fleet(cluster, args.workers, tmp, args.fleet_procs)
             wait_for(lambda: cluster.ready_nodes() == args.workers + args.managers,
                      timeout=180, interval=0.5, what="all simulated nodes ready")
-            print(f"{args.managers} manager(s); {args.workers} simulated workers joined and "
+            print(f"{args.managers} manager(s); {args.workers} simulated workers "
+                  f"({len(fleet.procs)} processes) joined and "
                   f"ready in {time.monotonic() - t0:.1f}s")
             client = ControlClient(cluster.nodes["manager-1"])
             before = client._call("GetClusterStatus", pb.Empty())

@@ -64,12 +64,17 @@ def main() -> int:
     p.add_argument("--manager", required=True)
     p.add_argument("--token", required=True)
     p.add_argument("--count", type=int, default=200)
+    p.add_argument("--first", type=int, default=0, help="index of the first node (several "
+                   "fleet processes side by side)")
     p.add_argument("--dir", required=True)
     args = p.parse_args()
-    log.setup(stream=open(Path(args.dir) / "simfleet.log", "a"), level="warning")  # noqa: SIM115
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    log.setup(stream=open(Path(args.dir) / f"simfleet-{args.first}.log", "a"),  # noqa: SIM115
+              level="warning")
     with ThreadPoolExecutor(8) as pool:
-        cfgs = list(pool.map(lambda i: join(i, args), range(args.count)))
-    agents = [start_agent(i, cfg, args) for i, cfg in enumerate(cfgs)]
+        ids = range(args.first, args.first + args.count)
+        cfgs = list(pool.map(lambda i: join(i, args), ids))
+    agents = [start_agent(i, cfg, args) for i, cfg in zip(ids, cfgs, strict=True)]
     print(f"ready {len(agents)}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
