@@ -1,4 +1,6 @@
-# Sourced by demo.sh and test.sh. runc needs / to be a mount point; in a chroot it is not
+# Sourced by demo.sh (not by test.sh: in such a view `runc exec` does not see into the
+# container, so health probes fail; the runc tests skip in a chroot instead, with that
+# reason, and run on any normal host, CI included). runc needs / to be a mount point; in a chroot it is not
 # (a fresh machine set up with debootstrap + chroot, say), so re-run the calling script
 # in a private mount namespace whose root is a bind mount of / -- the same files, seen
 # through a mount point. Nothing changes where / already is one (as on any normal host).
