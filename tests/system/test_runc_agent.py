@@ -16,7 +16,7 @@ from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import RealClock
 from tests.harness.fake_dispatcher import FakeDispatcher, wait_for
 from tests.harness.fake_images import FakeImageStore
-from tests.system.runc_support import leftovers, make_task, requires_runc
+from tests.system.runc_support import leftovers, make_task, requires_probes, requires_runc
 from worker.agent import Agent
 from worker.runtime.runc import RuncRuntime
 
@@ -95,6 +95,7 @@ def with_health(t: pb.Task, *test: str, interval: float = 0.2, retries: int = 2,
     return t
 
 
+@requires_probes
 def test_healthy_task_is_running_only_once_healthy(env: Env) -> None:
     env.agent()
     t = with_health(make_task("sh", "-c", "sleep 1; touch /tmp/ready; sleep 600"),
@@ -107,6 +108,7 @@ def test_healthy_task_is_running_only_once_healthy(env: Env) -> None:
     assert env.status(t.id).pid > 0
 
 
+@requires_probes
 def test_unhealthy_task_is_shut_down_and_failed(env: Env) -> None:
     env.agent()
     t = with_health(make_task("sh", "-c", "touch /tmp/ok; sleep 600"),

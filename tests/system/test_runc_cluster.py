@@ -16,7 +16,7 @@ import pytest
 from swarmlet.client import ControlClient
 from swarmlet.clock import RealClock
 from tests.harness.cluster import LocalCluster, wait_for
-from tests.system.runc_support import busybox_tar, leftovers, requires_runc
+from tests.system.runc_support import busybox_tar, leftovers, requires_probes, requires_runc
 from worker.runtime.runc import RuncRuntime
 
 pytestmark = [*requires_runc, pytest.mark.slow]
@@ -91,6 +91,7 @@ def test_on_failure_restarts_with_delay_until_max_attempts(cluster: LocalCluster
     cluster.swarm("service", "rm", "flaky")
 
 
+@requires_probes
 def test_unhealthy_task_is_replaced(cluster: LocalCluster) -> None:
     create(cluster, "sick", "--health-cmd", "test -f /tmp/ok || { echo gone; exit 1; }",
            "--health-interval", "0.3s", "--health-retries", "2", "--restart-delay", "0s",

@@ -19,7 +19,7 @@ from swarmlet.api import swarmlet_pb2 as pb
 from swarmlet.clock import RealClock
 from tests.harness.fake_dispatcher import wait_for
 from tests.harness.fake_images import FakeImageStore
-from tests.system.runc_support import leftovers, make_task, requires_runc
+from tests.system.runc_support import leftovers, make_task, requires_probes, requires_runc
 from worker import controller as C
 from worker.errors import RejectError
 from worker.runtime.base import ExitInfo
@@ -258,6 +258,7 @@ def test_killed_monitor_or_spawner(env: Env) -> None:
     assert env.run(t2)[0] == ExitInfo(4)
 
 
+@requires_probes
 def test_probe_runs_inside_the_container(env: Env) -> None:
     t = make_task("sh", "-c", "echo ready > /tmp/state; sleep 60")
     env.start(t)
