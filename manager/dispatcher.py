@@ -60,9 +60,6 @@ class _Session:
         self.q.put(None)
 
 
-CPU_SLOTS = 4
-
-
 def _serialize(msg: pb.ManagerMessage | bytes) -> bytes:
     return msg if isinstance(msg, bytes) else bytes(msg.SerializeToString())
 
@@ -111,10 +108,6 @@ class Dispatcher(pbg.DispatcherServicer):
         self._halt = threading.Event()
         self._started_at = 0.0
         self._held = 0  # nodes held back from being marked down (a mass silence)
-        # Session threads doing Python work at once: when a change touches every node,
-        # hundreds of them would otherwise wake together and starve Raft's tick thread
-        # of the GIL (late heartbeats between managers, elections).
-        self._cpu = threading.BoundedSemaphore(CPU_SLOTS)
         self._log = log.get("dispatcher")
         self._monitor: threading.Thread | None = None
         self.leader_hint: Callable[[], str] = lambda: ""
@@ -361,8 +354,7 @@ class Dispatcher(pbg.DispatcherServicer):
             if item == _ASSIGN:
                 with sess.lock:
                     sess.dirty = False
-                with self._cpu:
-                    msg = self._assignments(sess)
+                msg = self._assignments(sess)
                 if msg is not None:
                     yield msg
             else:
@@ -407,8 +399,7 @@ class Dispatcher(pbg.DispatcherServicer):
                     self._seen[sess.node_id] = self._clock.monotonic()
                 kind = msg.WhichOneof("msg")
                 if kind == "statuses":
-                    with self._cpu:
-                        self._statuses(sess.node_id, msg.statuses)
+                    self._statuses(sess.node_id, msg.statuses)
                 elif kind == "logs":
                     self.on_logs(sess.node_id, msg.logs)
         except grpc.RpcError:
