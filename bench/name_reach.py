@@ -71,16 +71,6 @@ def task_of(c: NetnsCluster, service: str) -> dict[str, object]:
     return next(r for r in rows if r["desired_state"] == "Running")
 
 
-def nameserver(c: NetnsCluster, task_id: str) -> str:
-    for h in c.state["hosts"]:
-        rc = Path(h["data_dir"] or "/nonexistent", "agent", "runtime", task_id, "etc",
-                  "resolv.conf")
-        if rc.exists():
-            return next(ln.split()[1] for ln in rc.read_text().splitlines()
-                        if ln.startswith("nameserver"))
-    raise RuntimeError(f"no resolv.conf for {task_id}")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=5)
@@ -103,7 +93,7 @@ def main() -> int:
             c.swarm("m1", "service", "create", "--name", "probe", "--network", "bench",
                     "--constraint", f"node.hostname=={m1}", "bb:1", "sleep", "86400")
             probe = str(task_of(c, "probe")["id"])
-            dns = nameserver(c, probe)
+            dns = c.nameserver(probe)
             from_running, from_create = [], []
             for i in range(args.trials):
                 name = f"web{i}"

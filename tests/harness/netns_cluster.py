@@ -86,6 +86,16 @@ class NetnsCluster:
              ) -> subprocess.CompletedProcess[str]:
         return self.cluster("exec", host, "--", *cmd, check=check)
 
+    def nameserver(self, task_id: str) -> str:
+        """The node DNS server a task's resolv.conf names (its first network's gateway)."""
+        for h in self.state["hosts"]:
+            rc = Path(h["data_dir"] or "/nonexistent", "agent", "runtime", task_id, "etc",
+                      "resolv.conf")
+            if rc.exists():
+                return next(ln.split()[1] for ln in rc.read_text().splitlines()
+                            if ln.startswith("nameserver"))
+        raise AssertionError(f"no resolv.conf for task {task_id}")
+
     def netns(self, host: str) -> str:
         return str(self.host(host)["netns"])
 

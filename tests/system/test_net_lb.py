@@ -5,9 +5,6 @@ service; mode=host answers only where the task runs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from net_overlay import dns
@@ -17,17 +14,11 @@ from tests.system.net_support import (
     Svc,
     dns_query,
     fetch,
-    lab_fixture,
     network,
     requires_net,
 )
 
 pytestmark = requires_net
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    yield from lab_fixture(tmp_path)
 
 
 def test_vip_spreads_over_backends_and_drops_one_not_serving(lab: Lab) -> None:

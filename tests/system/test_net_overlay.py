@@ -5,10 +5,7 @@ service names, and nothing is left once the agents are closed."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from net_overlay import dns, names, nsutil
 from net_overlay.agent import NetworkAgent
@@ -20,17 +17,11 @@ from tests.system.net_support import (
     dns_query,
     fetch,
     in_host,
-    lab_fixture,
     network,
     requires_net,
 )
 
 pytestmark = requires_net
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    yield from lab_fixture(tmp_path)
 
 
 def _one_network(lab: Lab) -> tuple[str, Svc]:

@@ -4,7 +4,6 @@ reaches a task on the other host by name through the VIP, and remove unplugs it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from tests.system.net_support import (
     Lab,
     Svc,
     fetch,
-    lab_fixture,
     network,
     requires_net,
 )
@@ -27,11 +25,6 @@ from worker.errors import RejectError
 from worker.runtime.runc import RuncRuntime
 
 pytestmark = [*requires_net, *requires_runc]
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    yield from lab_fixture(tmp_path)
 
 
 def test_container_resolves_and_reaches_a_service_on_the_other_host(
